@@ -1,0 +1,134 @@
+"""Reading the audio that wav.scp points at.
+
+Samples come back as float32 in int16 scale (the integer sample values as floats), which is what
+Kaldi's fbank/MFCC code expects: its dither and energy floor are tuned to that range.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from asr_kd.data.datadir import DataDir, DataDirError, is_pipe
+
+# Segments may end a little past the audio (rounding in the times); like Kaldi's extract-segments
+# --max-overshoot, a small overshoot is clipped and a larger one is an error.
+MAX_OVERSHOOT_S = 0.5
+
+# Streamed WAV writers (sox/ffmpeg to a pipe) cannot seek back to fill in the data size, so they
+# leave 0 or a huge placeholder; such a header says nothing about truncation.
+_STREAMING_DATA_SIZE = 0x7FFF0000
+
+
+class AudioError(ValueError):
+    """Audio that cannot be read or is not usable mono speech."""
+
+
+def _check_truncated(f: sf.SoundFile, name: str) -> None:
+    """Reject WAV files whose data chunk is shorter than the header says.
+
+    libsndfile silently reads what is there, so a half-copied file would otherwise pass.
+    """
+    if f.format not in ("WAV", "WAVEX", "RF64"):
+        return
+    m = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info, re.MULTILINE)
+    if m:
+        declared, actual = int(m.group(1)), int(m.group(2))
+        if 0 < declared < _STREAMING_DATA_SIZE and actual < declared:
+            raise AudioError(
+                f"audio '{name}': truncated: header declares {declared} bytes of "
+                f"samples but the file holds {actual}"
+            )
+
+
+def _read(source, name: str) -> tuple[np.ndarray, int]:
+    try:
+        with sf.SoundFile(source) as f:
+            _check_truncated(f, name)
+            data = f.read(dtype="float32", always_2d=True)
+            sr = f.samplerate
+    except (sf.LibsndfileError, RuntimeError) as e:
+        reason = getattr(e, "error_string", None) or str(e)
+        raise AudioError(f"audio '{name}': cannot read: {reason}") from None
+    if data.shape[1] != 1:
+        raise AudioError(f"audio '{name}': has {data.shape[1]} channels; expected mono")
+    if data.shape[0] == 0:
+        raise AudioError(f"audio '{name}': contains no samples")
+    # float32 in [-1, 1) times 2^15 is exact for 16-bit sources.
+    return data[:, 0] * np.float32(32768.0), sr
+
+
+def read_audio(spec: str, allow_pipes: bool = False) -> tuple[np.ndarray, int]:
+    """Read a wav.scp value (a WAV/FLAC path, or `<command> |`) as mono int16-scale float32.
+
+    Pipes run through the shell only when `allow_pipes` is set: a data dir from elsewhere could
+    otherwise execute arbitrary commands.
+    """
+    spec = spec.strip()
+    if is_pipe(spec):
+        cmd = spec[:-1].strip()
+        if not allow_pipes:
+            raise AudioError(
+                f"audio '{spec}': wav.scp entry is a shell pipe; pass --allow-pipes to run it"
+            )
+        proc = subprocess.run(cmd, shell=True, capture_output=True, check=False)
+        if proc.returncode != 0:
+            err = proc.stderr.decode("utf-8", "replace").strip()[-500:]
+            raise AudioError(
+                f"audio '{spec}': command exited with status {proc.returncode}"
+                + (f": {err}" if err else "")
+            )
+        if not proc.stdout:
+            raise AudioError(f"audio '{spec}': command produced no output")
+        return _read(io.BytesIO(proc.stdout), spec)
+    if not Path(spec).is_file():
+        raise AudioError(f"audio '{spec}': file does not exist")
+    return _read(spec, spec)
+
+
+def iter_utterance_audio(
+    datadir: DataDir, allow_pipes: bool = False
+) -> Iterator[tuple[str, np.ndarray, int]]:
+    """Yield `(utt, samples, sample_rate)` for every utterance in sorted order.
+
+    Segments are cut as samples[round(start*sr):round(end*sr)]. The last recording read is
+    cached, since the segments of one recording are adjacent in sorted order.
+    """
+    wav_p = datadir.path / "wav.scp"
+    cached: tuple[str, np.ndarray, int] | None = None
+    for utt in datadir.utts:
+        rec = datadir.recording_of(utt)
+        line = datadir.wav_lines.get(rec)
+        where = f"{wav_p}:{line}" if line is not None else f"{wav_p}"
+        if rec not in datadir.wav:
+            raise DataDirError(f"{where}: utterance '{utt}': recording '{rec}' is not in wav.scp")
+        if cached is None or cached[0] != rec:
+            try:
+                samples, sr = read_audio(datadir.wav[rec], allow_pipes=allow_pipes)
+            except AudioError as e:
+                raise DataDirError(f"{where}: utterance '{utt}': {e}") from None
+            cached = (rec, samples, sr)
+        _, samples, sr = cached
+        if datadir.segments is None:
+            yield utt, samples, sr
+            continue
+        _, start, end = datadir.segments[utt]
+        b, e = round(start * sr), round(end * sr)
+        n = len(samples)
+        if e > n + MAX_OVERSHOOT_S * sr or b >= n:
+            raise DataDirError(
+                f"{where}: utterance '{utt}': segment {start}-{end} s lies beyond the end of "
+                f"recording '{rec}' ({n / sr:.3f} s)"
+            )
+        e = min(e, n)
+        if e <= b:
+            raise DataDirError(
+                f"{where}: utterance '{utt}': segment {start}-{end} s is shorter than one sample"
+            )
+        yield utt, samples[b:e], sr

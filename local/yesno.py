@@ -1,0 +1,222 @@
+"""The yesno corpus (OpenSLR resource 1): download and Kaldi-style data preparation.
+
+60 WAV files of one male speaker saying eight yes/no words each, 8 kHz mono 16-bit, 6.1 minutes
+in all. There is no transcript file: each file name is its transcript, `0_1_0_0_1_0_1_1.wav`
+being the eight words in order with 1 = YES and 0 = NO. Kaldi's egs/yesno/s5 trains on the 31
+files whose names start with `0_` and tests on the 29 starting with `1_`.
+
+Usage (from recipes/yesno):
+    python ../../local/yesno.py download --dest corpus          # prints the corpus dir to use
+    python ../../local/yesno.py prepare --corpus-dir DIR --data-dir data
+
+`download` uses an existing copy when there is one (`--corpus-dir`, else the shared copy beside
+the repository) and only otherwise fetches the archive, checksum-verified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+try:
+    import asr_kd  # noqa: F401
+except ImportError:  # run by path from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from asr_kd.data import load_data_dir, write_data_dir  # noqa: E402
+from asr_kd.utils.archive import download, safe_extract  # noqa: E402
+from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text  # noqa: E402
+
+YESNO_URL = "https://www.openslr.org/resources/1/waves_yesno.tar.gz"
+# sha256 of OpenSLR resource 1, as torchaudio.datasets.YESNO verifies it.
+YESNO_SHA256: str | None = "c3f49e0cca421f96b75b41640749167b52118f232498667ca7a5f9416aef8e73"
+# The shared, read-only copy of the corpus next to the checkout (<repo>/../shared/...).
+SHARED_CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "yesno"
+
+SPEAKER = "yesno"
+WORDS = {"0": "NO", "1": "YES"}
+_STEM = re.compile(r"^[01](?:_[01])*$")
+
+
+def _log(msg: str) -> None:
+    print(f"yesno: {msg}", file=sys.stderr)
+
+
+def _has_waves(corpus_dir: Path) -> bool:
+    return any((corpus_dir / "waves_yesno").glob("*.wav"))
+
+
+def download_yesno(
+    target_dir,
+    corpus_dir=None,
+    url: str = YESNO_URL,
+    sha256: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Return a directory holding `waves_yesno/*.wav`, downloading into `target_dir` if needed.
+
+    An existing copy (`corpus_dir`, or the shared copy when `corpus_dir` is None) is used in
+    place. Otherwise the archive is fetched, verified, extracted safely and marked with
+    `.completed`; a failure leaves `target_dir` as it was.
+    """
+    target = Path(target_dir)
+    existing = Path(corpus_dir) if corpus_dir is not None else SHARED_CORPUS_DIR
+    if _has_waves(existing):
+        _log(f"using existing corpus at {existing.resolve()} (not copied)")
+        return existing.resolve()
+    if corpus_dir is not None:
+        _log(f"no waves_yesno/*.wav under {existing}; downloading instead")
+    if (target / ".completed").exists() and _has_waves(target) and not force:
+        _log(f"{target} already complete; skipping download")
+        return target.resolve()
+    sha = sha256 or YESNO_SHA256
+    if not sha:
+        raise ValueError(f"{url}: no sha256 known for the yesno archive; pass --sha256")
+
+    created = not target.exists()
+    archive = target / Path(url.split("?")[0]).name
+    try:
+        _log(f"downloading {url}")
+        download(url, archive, sha, progress=progress)
+        safe_extract(archive, target)
+        if not _has_waves(target):
+            raise ValueError(f"{archive}: archive has no waves_yesno/*.wav")
+        write_text(target / ".completed", "")
+    except BaseException:
+        # A checksum or extraction failure must not leave an archive that looks usable.
+        if archive.exists():
+            archive.unlink()
+        if created and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        raise
+    return target.resolve()
+
+
+def _transcript(stem: str) -> list[str]:
+    return [WORDS[d] for d in stem.split("_")]
+
+
+def _write_set(out: Path, wavs: list[Path]) -> list[list[str]]:
+    wav, text, utt2spk = {}, {}, {}
+    for w in wavs:
+        utt = f"{SPEAKER}_{w.stem}"  # Kaldi: utterance ids start with the speaker id
+        wav[utt] = str(w.resolve())
+        text[utt] = _transcript(w.stem)
+        utt2spk[utt] = SPEAKER
+    write_data_dir(out, wav, text, utt2spk)
+    return list(text.values())
+
+
+def _unigram_arpa(sentences: list[list[str]]) -> str:
+    """A unigram ARPA LM from counts; `</s>` is counted once per sentence, `<s>` gets -99."""
+    counts = Counter(w for s in sentences for w in s)
+    counts["</s>"] = len(sentences)
+    total = sum(counts.values())
+    words = ["</s>"] + sorted(WORDS.values())
+    lines = ["\\data\\", f"ngram 1={len(words) + 1}", "", "\\1-grams:", "-99\t<s>"]
+    for w in words:
+        lp = math.log10(counts[w] / total) if counts[w] else -99.0
+        lines.append(f"{lp:.6f}\t{w}")
+    lines += ["", "\\end\\"]
+    return "\n".join(lines) + "\n"
+
+
+def prepare_yesno(corpus_dir, output_dir, force: bool = False) -> dict[str, Path]:
+    """Write `train_yesno`, `test_yesno`, `local/dict` and `local/lm.arpa` under `output_dir`.
+
+    Both data dirs are validated with `load_data_dir` before any `.done` marker is written;
+    a rerun with all markers present does nothing unless `force`.
+    """
+    corpus_dir, out = Path(corpus_dir), Path(output_dir)
+    paths = {
+        "train": out / "train_yesno",
+        "test": out / "test_yesno",
+        "dict": out / "local" / "dict",
+        "lm": out / "local" / "lm.arpa",
+    }
+    stages = [paths["train"], paths["test"], paths["dict"], out / "local"]
+    if not force and all(is_done(d) for d in stages):
+        _log(f"{out} already prepared; skipping (use --force to redo)")
+        return paths
+    for d in stages:
+        clear_done(d)
+
+    wavs = sorted((corpus_dir / "waves_yesno").glob("*.wav"))
+    for w in wavs:
+        if not _STEM.match(w.stem):
+            raise ValueError(f"{w}: file name is not a yes/no transcript like 0_1_1_0")
+    train = [w for w in wavs if w.stem.startswith("0_")]
+    test = [w for w in wavs if w.stem.startswith("1_")]
+    if not train or not test:
+        raise ValueError(
+            f"{corpus_dir / 'waves_yesno'}: expected files starting with 0_ "
+            f"(train) and 1_ (test); found {len(train)} and {len(test)}"
+        )
+
+    train_text = _write_set(paths["train"], train)
+    _write_set(paths["test"], test)
+
+    d = paths["dict"]
+    write_lines(d / "lexicon.txt", ["<SIL> SIL", "NO N", "YES Y"])
+    write_lines(d / "silence_phones.txt", ["SIL"])
+    write_lines(d / "optional_silence.txt", ["SIL"])
+    write_lines(d / "nonsilence_phones.txt", ["Y", "N"])
+    write_lines(d / "extra_questions.txt", [])
+    write_text(paths["lm"], _unigram_arpa(train_text))
+
+    for key in ("train", "test"):
+        load_data_dir(paths[key])
+    for stage in stages:  # `local` last: it stands for the whole preparation
+        mark_done(stage)
+    _log(f"prepared {len(train)} train and {len(test)} test utterances under {out}")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    dl = sub.add_parser("download", help="find or download the corpus; prints its directory")
+    dl.add_argument(
+        "--corpus-dir",
+        type=Path,
+        default=None,
+        help=f"existing copy to use (default: {SHARED_CORPUS_DIR} if present)",
+    )
+    dl.add_argument("--dest", type=Path, required=True, help="where to download and extract")
+    dl.add_argument("--url", default=YESNO_URL)
+    dl.add_argument("--sha256", default=None, help="expected sha256 of the archive")
+    dl.add_argument("--force", action="store_true", help="download even if .completed exists")
+    dl.add_argument("--no-progress", action="store_true")
+    pr = sub.add_parser("prepare", help="write Kaldi data dirs, dictionary and LM")
+    pr.add_argument(
+        "--corpus-dir", type=Path, required=True, help="directory containing waves_yesno/"
+    )
+    pr.add_argument("--data-dir", type=Path, default=Path("data"))
+    pr.add_argument("--force", action="store_true", help="redo even if .done markers exist")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "download":
+            where = download_yesno(
+                args.dest,
+                corpus_dir=args.corpus_dir,
+                url=args.url,
+                sha256=args.sha256,
+                force=args.force,
+                progress=not args.no_progress,
+            )
+            print(where)  # stdout carries only the path, for `corpus=$(... download ...)`
+        else:
+            prepare_yesno(args.corpus_dir, args.data_dir, force=args.force)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
