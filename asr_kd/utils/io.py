@@ -43,17 +43,18 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def is_done(out_dir: str | os.PathLike) -> bool:
-    """True if the stage that writes `out_dir` finished (its `.done` marker exists)."""
-    return (Path(out_dir) / ".done").exists()
+def is_done(out_dir: str | os.PathLike, name: str = "done") -> bool:
+    """True if the stage that writes `out_dir` finished (its `.<name>` marker exists)."""
+    return (Path(out_dir) / f".{name}").exists()
 
 
-def mark_done(out_dir: str | os.PathLike) -> None:
+def mark_done(out_dir: str | os.PathLike, name: str = "done") -> None:
     """Mark a stage complete; call only after all its outputs are in place."""
-    write_text(Path(out_dir) / ".done", "")
+    write_text(Path(out_dir) / f".{name}", "")
 
 
-def clear_done(out_dir: str | os.PathLike) -> None:
-    marker = Path(out_dir) / ".done"
+def clear_done(out_dir: str | os.PathLike, name: str = "done") -> None:
+    """Forget that a stage finished, before it rewrites its outputs."""
+    marker = Path(out_dir) / f".{name}"
     if marker.exists():
         marker.unlink()

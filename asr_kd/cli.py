@@ -1,0 +1,169 @@
+"""The `asr-kd` command: one verb per recipe stage (also `python -m asr_kd VERB`).
+
+    asr-kd validate-data DATA_DIR
+    asr-kd make-lang DICT_DIR LANG_DIR --arpa LM.arpa
+    asr-kd compute-feats DATA_DIR --config conf/fbank.yaml
+    asr-kd train-mono DATA_DIR LANG_DIR EXP_DIR --config conf/mono.yaml
+    asr-kd align DATA_DIR LANG_DIR MODEL_DIR ALI_DIR --config conf/mono.yaml
+    asr-kd train-dnn DATA_DIR ALI_DIR EXP_DIR --config conf/dnn.yaml
+    asr-kd make-graph LANG_DIR MODEL_DIR GRAPH_DIR --config conf/graph.yaml
+    asr-kd decode --system NAME MODEL GRAPH_DIR DATA_DIR DECODE_DIR [--ali-dir ALI_DIR]
+    asr-kd report EXP_DIR --corpus NAME --test-set SET
+
+A stage whose output is marked done is skipped unless --force is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from asr_kd.utils.io import is_done
+from asr_kd.utils.logging import setup_logging
+
+log = logging.getLogger("asr_kd")
+
+
+def _cfg(cls, path):
+    from asr_kd.utils.config import load_config
+
+    return load_config(cls, path)
+
+
+def _device(args):
+    from asr_kd.utils.device import resolve_device
+
+    return resolve_device(args.device)
+
+
+def cmd_validate_data(a):
+    from asr_kd.data import iter_utterance_audio, load_data_dir
+
+    d = load_data_dir(a.data_dir, allow_pipes=a.allow_pipes)
+    n = sum(1 for _ in iter_utterance_audio(d, a.allow_pipes))
+    print(f"{a.data_dir}: OK, {len(d.utts)} utterances, {len(d.spk2utt)} speakers, "
+          f"{n} audio segments read")
+
+
+def cmd_make_lang(a):
+    from asr_kd.lang import prepare_lang
+
+    lang = prepare_lang(a.dict_dir, a.lang_dir, arpa=a.arpa, sil_prob=a.sil_prob,
+                        force=a.force)
+    print(f"{a.lang_dir}: {len(lang.phones)} phones, {len(lang.words)} words")
+
+
+def cmd_compute_feats(a):
+    from asr_kd.features import FbankConfig
+    from asr_kd.steps.feats import run_compute_feats
+
+    run_compute_feats(a.data_dir, _cfg(FbankConfig, a.config), _device(a), a.allow_pipes)
+
+
+def cmd_train_mono(a):
+    from asr_kd.hmm.train_mono import MonoConfig
+    from asr_kd.steps.gmm import run_train_mono
+
+    run_train_mono(a.data_dir, a.lang_dir, a.exp_dir, _cfg(MonoConfig, a.config), _device(a))
+
+
+def cmd_align(a):
+    from asr_kd.hmm.train_mono import MonoConfig
+    from asr_kd.steps.gmm import run_align
+
+    run_align(a.data_dir, a.lang_dir, a.model_dir, a.ali_dir, _cfg(MonoConfig, a.config),
+              _device(a))
+
+
+def cmd_train_dnn(a):
+    from asr_kd.steps.dnn import run_train_dnn
+    from asr_kd.train.trainer import TrainConfig
+
+    run_train_dnn(a.data_dir, a.ali_dir, a.exp_dir, _cfg(TrainConfig, a.config), _device(a))
+
+
+def cmd_make_graph(a):
+    from asr_kd.decode.graph import GraphConfig
+    from asr_kd.steps.graph import run_make_graph
+
+    run_make_graph(a.lang_dir, a.model_dir, a.graph_dir, _cfg(GraphConfig, a.config))
+
+
+def cmd_decode(a):
+    from asr_kd.decode.reference import DecodeConfig
+    from asr_kd.steps.decode import run_decode
+
+    run_decode(a.system, a.model, a.graph_dir, a.data_dir, a.decode_dir,
+               _cfg(DecodeConfig, a.config), _device(a), ali_dir=a.ali_dir)
+
+
+def cmd_report(a):
+    from asr_kd.score.report import make_report
+
+    print(make_report(a.exp_dir, a.corpus, a.test_set)["markdown"])
+
+
+# verb -> (handler, positional args, the dir whose done-marker means "skip", marker name)
+VERBS = {
+    "validate-data": (cmd_validate_data, ["data_dir"], None, None),
+    "make-lang": (cmd_make_lang, ["dict_dir", "lang_dir"], "lang_dir", "done"),
+    "compute-feats": (cmd_compute_feats, ["data_dir"], "data_dir", "feats"),
+    "train-mono": (cmd_train_mono, ["data_dir", "lang_dir", "exp_dir"], "exp_dir", "done"),
+    "align": (cmd_align, ["data_dir", "lang_dir", "model_dir", "ali_dir"], "ali_dir", "done"),
+    "train-dnn": (cmd_train_dnn, ["data_dir", "ali_dir", "exp_dir"], "exp_dir", "done"),
+    "make-graph": (cmd_make_graph, ["lang_dir", "model_dir", "graph_dir"], "graph_dir", "done"),
+    "decode": (cmd_decode, ["model", "graph_dir", "data_dir", "decode_dir"], "decode_dir", "done"),
+    "report": (cmd_report, ["exp_dir"], None, None),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asr-kd", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="verb", required=True)
+    for verb, (_, positionals, _, _) in VERBS.items():
+        sp = sub.add_parser(verb, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        for name in positionals:
+            sp.add_argument(name)
+        sp.add_argument("--config", default=None, help="stage config (YAML)")
+        sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+        sp.add_argument("--force", action="store_true", help="redo a stage marked done")
+        sp.add_argument("--allow-pipes", action="store_true",
+                        help="run wav.scp entries that are shell pipes")
+        if verb == "make-lang":
+            sp.add_argument("--arpa", default=None, help="ARPA LM to convert into G.fst")
+            sp.add_argument("--sil-prob", type=float, default=0.5)
+        if verb == "decode":
+            sp.add_argument("--system", required=True, help="name in the results table")
+            sp.add_argument("--ali-dir", default=None, help="alignments for frame accuracy")
+        if verb == "report":
+            sp.add_argument("--corpus", required=True)
+            sp.add_argument("--test-set", required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler, _, out_arg, marker = VERBS[args.verb]
+    out_dir = getattr(args, out_arg) if out_arg else None
+    if out_dir and not args.force and is_done(out_dir, marker):
+        print(f"asr-kd {args.verb}: {out_dir} is done; skipping (--force to redo)")
+        return 0
+    log_file = Path(out_dir) / "log" / f"{args.verb}.log" if out_dir else None
+    setup_logging(log_file)
+    t0 = time.time()
+    try:
+        handler(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        log.error("%s", e)
+        print(f"asr-kd {args.verb}: error: {e}", file=sys.stderr)
+        return 1
+    log.info("asr-kd %s finished in %.1fs", args.verb, time.time() - t0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Decoding graphs (HCLG) and decoders."""

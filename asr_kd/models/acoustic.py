@@ -1,0 +1,100 @@
+"""Trained acoustic models as the decoder sees them: fbank in, log-likelihoods out.
+
+A DNN gives posteriors; the hybrid decoder needs scaled likelihoods, log p(o|s) = log P(s|o) -
+log P(s) + const, with P(s) the pdf priors counted on the training alignments. Pdfs never seen
+in training get a prior of 1e-10 (their likelihoods become negligible, not infinite).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr_kd.hmm.model import GmmHmm
+from asr_kd.models.registry import build_model
+from asr_kd.utils.io import atomic_path
+
+
+def pad_replicate(seqs: list[torch.Tensor]) -> torch.Tensor:
+    """Pad [T_i, F] sequences to [B, T_max, F] by repeating each one's last frame, so a model's
+    right context at the end of a short utterance sees what it would see alone."""
+    t_max = max(s.shape[0] for s in seqs)
+    return torch.stack([torch.cat([s, s[-1:].expand(t_max - s.shape[0], -1)]) for s in seqs])
+
+
+def read_priors(path) -> np.ndarray:
+    text = Path(path).read_text().replace("[", " ").replace("]", " ")
+    return np.array([float(x) for x in text.split()], dtype=np.float64)
+
+
+class DnnAcousticModel:
+    def __init__(self, net: torch.nn.Module, spec: dict, pdf_counts: np.ndarray):
+        self.net, self.spec = net.eval(), spec
+        prior = pdf_counts / pdf_counts.sum()
+        self.log_prior = torch.from_numpy(np.log(np.maximum(prior, 1e-10))).float()
+        self.pdf_counts = pdf_counts
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    @torch.no_grad()
+    def log_posteriors(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        dev = next(self.net.parameters()).device
+        x = pad_replicate([f.to(dev) for f in feats])
+        lengths = torch.tensor([f.shape[0] for f in feats], device=dev)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            logits = self.net(x, lengths)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        return [logp[i, : f.shape[0]] for i, f in enumerate(feats)]
+
+    def scores(self, feats: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per utterance (log-likelihoods for decoding, log-posteriors for frame accuracy)."""
+        out = []
+        for lp in self.log_posteriors(feats):
+            out.append((lp - self.log_prior.to(lp.device), lp))
+        return out
+
+    def save(self, path, input_dim: int) -> None:
+        obj = {"kind": "dnn", "spec": self.spec, "input_dim": input_dim,
+               "num_pdfs": len(self.pdf_counts), "state_dict": self.net.state_dict(),
+               "pdf_counts": torch.from_numpy(self.pdf_counts.astype(np.float64))}
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+
+    @classmethod
+    def load(cls, path, device) -> DnnAcousticModel:
+        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+        net = build_model(obj["spec"], obj["input_dim"], obj["num_pdfs"])
+        net.load_state_dict(obj["state_dict"])
+        return cls(net.to(device), obj["spec"], obj["pdf_counts"].numpy())
+
+
+class GmmAcousticModel:
+    def __init__(self, model: GmmHmm):
+        self.model = model
+
+    @property
+    def num_params(self) -> int:
+        g = self.model.gmm
+        n = int(torch.isfinite(g.log_weights).sum())
+        return n * (2 * g.means.shape[-1] + 1)
+
+    def scores(self, feats: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        out = []
+        for f in feats:
+            ll = self.model.log_likelihoods(f)
+            out.append((ll, ll))
+        return out
+
+
+def load_acoustic_model(path, device):
+    """final.mdl (GMM-HMM) or final.pt (DNN), told apart by the file's own `kind`."""
+    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if obj.get("kind") == "gmm-hmm":
+        return GmmAcousticModel(GmmHmm.load(path, device))
+    if obj.get("kind") == "dnn":
+        return DnnAcousticModel.load(path, device)
+    raise ValueError(f"{path}: not an asr-kd acoustic model (kind={obj.get('kind')!r})")

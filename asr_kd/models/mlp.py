@@ -1,0 +1,38 @@
+"""The paper's acoustic model: an MLP over a window of spliced frames (Hinton et al. 2015 used
+26 frames of 40 log-mel bins, 8 x 2560 ReLU, softmax over the HMM states)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from asr_kd.models.registry import register
+
+
+def splice(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """[B, T, F] -> [B, T, (left + 1 + right) * F], edge frames replicated (Kaldi's splicing)."""
+    padded = torch.cat([x[:, :1].expand(-1, left, -1), x, x[:, -1:].expand(-1, right, -1)], dim=1)
+    windows = padded.unfold(1, left + 1 + right, 1)  # [B, T, F, W]
+    return windows.transpose(2, 3).reshape(x.shape[0], x.shape[1], -1)
+
+
+@register("mlp")
+class SplicedMLP(nn.Module):
+    def __init__(self, input_dim: int, num_pdfs: int, left_context: int = 5,
+                 right_context: int = 5, hidden_dim: int = 512, num_layers: int = 3,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.left_context, self.right_context = left_context, right_context
+        layers: list[nn.Module] = []
+        dim = input_dim * (left_context + 1 + right_context)
+        for _ in range(num_layers):
+            layers += [nn.Linear(dim, hidden_dim), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            dim = hidden_dim
+        layers.append(nn.Linear(dim, num_pdfs))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        # [B, T, F] -> [B, T, (L+1+R) F] -> [B, T, num_pdfs]
+        return self.net(splice(feats, self.left_context, self.right_context))

@@ -1,0 +1,72 @@
+"""Stage 9: decode a data dir with one system; write hypotheses, WER and frame accuracy.
+
+Outputs in the decode dir: hyp.txt (Kaldi `text`), wer (Kaldi's %WER line), scores.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from asr_kd.decode.reference import DecodeConfig, ReferenceDecoder
+from asr_kd.models.acoustic import load_acoustic_model
+from asr_kd.score.frame_acc import frame_accuracy
+from asr_kd.score.wer import compute_wer
+from asr_kd.steps.common import as_tensors, load_dir_feats, read_alignments
+from asr_kd.utils.fst import read_fst, read_symbols
+from asr_kd.utils.io import clear_done, mark_done, write_json, write_lines, write_text
+
+log = logging.getLogger(__name__)
+
+
+def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: DecodeConfig,
+               device, ali_dir=None, batch_size: int = 16) -> dict:
+    out_dir, graph_dir = Path(out_dir), Path(graph_dir)
+    clear_done(out_dir)
+    d, feats = load_dir_feats(data_dir)
+    model = load_acoustic_model(model_path, device)
+    decoder = ReferenceDecoder(read_fst(graph_dir / "HCLG.fst"), cfg)
+    id2word = {i: w for w, i in read_symbols(graph_dir / "words.txt").items()}
+    feats_t = as_tensors(feats)
+    utts = d.utts
+    hyps, preds, failed = {}, {}, []
+    t_model = t_search = 0.0
+    for i in tqdm(range(0, len(utts), batch_size), desc=f"decode {system}", leave=False):
+        batch = utts[i:i + batch_size]
+        t0 = time.time()
+        scored = model.scores([feats_t[u] for u in batch])
+        t_model += time.time() - t0
+        for u, (ll, cls) in zip(batch, scored):
+            preds[u] = cls.argmax(-1).cpu().numpy()
+            t0 = time.time()
+            hyp = decoder.decode(ll.float().cpu().numpy())
+            t_search += time.time() - t0
+            if hyp is None or not hyp.reached_final:
+                failed.append(u)
+            hyps[u] = [id2word[w] for w in hyp.words] if hyp is not None else []
+    if failed:
+        log.warning("%d utterances reached no final state: %s", len(failed), " ".join(failed[:10]))
+    wer = compute_wer(d.text, hyps)
+    frames = sum(len(p) for p in preds.values())
+    acc = None
+    if ali_dir is not None and (Path(ali_dir) / "ali.ark").exists():
+        acc, _ = frame_accuracy(preds, read_alignments(ali_dir))
+    write_lines(out_dir / "hyp.txt", (" ".join([u] + hyps[u]) for u in utts))
+    write_text(out_dir / "wer", wer.kaldi_line() + "\n" + wer.ser_line() + "\n")
+    audio_s = frames * 0.01
+    scores = {"system": system, "model": str(model_path), "data": str(data_dir),
+              "wer": round(wer.wer, 4), "frame_acc": None if acc is None else round(acc, 4),
+              "params": model.num_params, "hyp": str(out_dir / "hyp.txt"),
+              "wer_detail": wer.to_dict(), "kaldi_line": wer.kaldi_line(),
+              "frames": frames, "model_seconds": round(t_model, 3),
+              "search_seconds": round(t_search, 3),
+              "search_rtfx": round(audio_s / t_search, 1) if t_search > 0 else None,
+              "no_final_state": failed, "config": cfg.__dict__}
+    write_json(out_dir / "scores.json", scores)
+    mark_done(out_dir)
+    acc_s = "n/a" if acc is None else f"{acc:.2f}%"
+    print(f"{system}: {wer.kaldi_line()} frame_acc {acc_s}")
+    return scores

@@ -1,0 +1,62 @@
+"""Stages 4-5: monophone GMM-HMM training and forced alignment (the DNN targets)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from asr_kd.hmm.model import GmmHmm
+from asr_kd.hmm.train_mono import (
+    MonoConfig,
+    align_batched,
+    compile_graphs,
+    save_alignment_info,
+    train_mono,
+)
+from asr_kd.lang import load_lang
+from asr_kd.steps.common import as_tensors, load_dir_feats, write_int_vectors
+from asr_kd.utils.config import save_config
+from asr_kd.utils.io import clear_done, mark_done
+
+log = logging.getLogger(__name__)
+
+
+def run_train_mono(data_dir, lang_dir, exp_dir, cfg: MonoConfig, device) -> None:
+    exp_dir = Path(exp_dir)
+    clear_done(exp_dir)
+    save_config(cfg, exp_dir / "config.yaml")
+    d, feats = load_dir_feats(data_dir)
+    lang = load_lang(lang_dir)
+    model = train_mono(lang, as_tensors(feats), d.text, cfg, device, where=f"{data_dir}/text")
+    model.save(exp_dir / "final.mdl")
+    mark_done(exp_dir)
+
+
+def run_align(data_dir, lang_dir, model_dir, out_dir, cfg: MonoConfig, device) -> None:
+    """Align `data_dir` to its transcripts: ali.ark (pdf ids), tid.ark (transition ids),
+    num_pdfs and priors (pdf counts)."""
+    out_dir = Path(out_dir)
+    clear_done(out_dir)
+    d, feats = load_dir_feats(data_dir)
+    lang = load_lang(lang_dir)
+    model = GmmHmm.load(Path(model_dir) / "final.mdl", device)
+    graphs = compile_graphs(lang, model.tm, d.text, f"{data_dir}/text")
+    gfeats = {u: model.feature.apply(x) for u, x in as_tensors(feats).items()}
+    tids = align_batched(model, graphs, gfeats, cfg.align)
+    failed = sorted(set(d.utts) - set(tids))
+    if failed:
+        log.warning("%d of %d utterances could not be aligned: %s", len(failed), len(d.utts),
+                    " ".join(failed[:10]))
+    pdfs = {u: model.tm.tid2pdf[t] for u, t in tids.items()}
+    write_int_vectors(out_dir / "tid.ark", tids)
+    write_int_vectors(out_dir / "ali.ark", pdfs)
+    save_alignment_info(out_dir, model.tm, pdfs)
+    frames = sum(len(p) for p in pdfs.values())
+    sil = set(lang.silence_phones)
+    sil_share = np.mean(np.concatenate([np.isin(model.tm.tid2phone[t], list(sil))
+                                        for t in tids.values()]))
+    log.info("aligned %d utterances, %d frames (%.1f%% silence)", len(tids), frames,
+             100 * sil_share)
+    mark_done(out_dir)

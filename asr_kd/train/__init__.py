@@ -1,0 +1,1 @@
+"""Frame-level training of acoustic models on HMM-state targets."""

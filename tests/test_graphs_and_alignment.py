@@ -1,0 +1,119 @@
+"""Our graph builder and aligner against Kaldi's own machinery (kaldifst / kaldi-decoder),
+on the yesno recipe's real model and features."""
+
+from __future__ import annotations
+
+import itertools
+
+import kaldifst
+import numpy as np
+import torch
+
+from asr_kd.decode.graph import GraphConfig, make_hclg
+from asr_kd.decode.reference import DecodeConfig, ReferenceDecoder
+from asr_kd.hmm.align import equal_align, viterbi_align
+from asr_kd.hmm.h_fst import training_h
+from asr_kd.hmm.model import GmmHmm
+from asr_kd.hmm.train_mono import compile_graphs
+from asr_kd.lang import load_lang
+from asr_kd.steps.common import load_dir_feats
+from asr_kd.utils.fst import FstArrays, compile_text, from_arrays, to_arrays
+
+
+def _setup(rdir):
+    lang = load_lang(rdir / "data/lang")
+    model = GmmHmm.load(rdir / "exp/mono/final.mdl")
+    return lang, model
+
+
+def test_hclg_best_paths_equal_the_undeterminized_graph(yesno_run, monkeypatch):
+    """HCLG (determinized, minimized, self-loops added afterwards) must score every utterance's
+    best path exactly like the plain composition H∘L∘G with the same transition weights."""
+    rdir, _ = yesno_run
+    monkeypatch.chdir(rdir)
+    lang, model = _setup(rdir)
+    H = to_arrays(compile_text(training_h(model.tm)))
+    lp = model.tm.scaled_log_probs(1.0, 0.1)
+    emit = H.ilabel > 0
+    H.weight[emit] = -lp[H.ilabel[emit]]
+    Hf = from_arrays(H)
+    kaldifst.arcsort(Hf, sort_type="olabel")
+    L = lang.L()
+    kaldifst.arcsort(L, sort_type="olabel")
+    LG = kaldifst.compose(L, lang.G())
+    kaldifst.arcsort(LG, sort_type="ilabel")
+    HLG = to_arrays(kaldifst.compose(Hf, LG))
+    e = HLG.ilabel > 0
+    HLG.ilabel[e] = model.tm.tid2pdf[HLG.ilabel[e]] + 1
+    wide = DecodeConfig(beam=500.0, max_active=1_000_000)
+    plain = ReferenceDecoder(from_arrays(HLG), wide)
+    ours = ReferenceDecoder(make_hclg(lang, model.tm, GraphConfig()), wide)
+    d, feats = load_dir_feats("data/test_yesno")
+    for utt in d.utts[:10]:
+        ll = model.log_likelihoods(torch.from_numpy(feats[utt])).numpy()
+        a, b = plain.decode(ll), ours.decode(ll)
+        assert a.words == b.words, utt
+        assert abs(a.cost - b.cost) < 1e-5 * abs(a.cost), (utt, a.cost, b.cost)
+
+
+def test_batched_viterbi_equals_kaldi_decoder_on_training_graphs(yesno_run, monkeypatch):
+    rdir, _ = yesno_run
+    monkeypatch.chdir(rdir)
+    lang, model = _setup(rdir)
+    d, feats = load_dir_feats("data/train_yesno")
+    utts = d.utts[:6]
+    graphs = compile_graphs(lang, model.tm, {u: d.text[u] for u in utts}, "text")
+    lls = [model.log_likelihoods(torch.from_numpy(feats[u])) * 0.1 for u in utts]
+    tid_lp = torch.from_numpy(model.tm.scaled_log_probs(1.0, 0.1))
+    tid2pdf = torch.from_numpy(model.tm.tid2pdf).clamp_min(0)
+    paths, scores = viterbi_align([graphs[u] for u in utts], lls, tid_lp, tid2pdf)
+    for u, ll, path, score in zip(utts, lls, paths, scores):
+        g = graphs[u]
+        ref_graph = FstArrays(g.num_states, g.start, g.src, g.dst, model.tm.tid2pdf[g.ilabel] + 1,
+                              g.ilabel, (g.weight - tid_lp.numpy()[g.ilabel]).astype(np.float32),
+                              g.final)
+        dec = ReferenceDecoder(from_arrays(ref_graph), DecodeConfig(acoustic_scale=1.0,
+                                                                    beam=1000.0,
+                                                                    max_active=1_000_000))
+        import kaldi_decoder
+
+        dec.decoder.decode(kaldi_decoder.DecodableCtc(ll.numpy()))
+        ok, lat = dec.decoder.get_best_path()
+        ok, _, tids, w = kaldifst.get_linear_symbol_sequence(lat)
+        assert ok
+        assert abs(-(w.value1 + w.value2) - score) < 1e-3 * abs(score)
+        assert len(path) == ll.shape[0]
+        ref_phones = [k for k, _ in itertools.groupby(model.tm.tid2phone[np.array(tids)])]
+        our_phones = [k for k, _ in itertools.groupby(model.tm.tid2phone[path])]
+        assert our_phones == ref_phones
+
+
+def test_viterbi_batches_of_different_lengths_agree_with_single(yesno_run, monkeypatch):
+    rdir, _ = yesno_run
+    monkeypatch.chdir(rdir)
+    lang, model = _setup(rdir)
+    d, feats = load_dir_feats("data/train_yesno")
+    utts = d.utts[:5]
+    graphs = compile_graphs(lang, model.tm, {u: d.text[u] for u in utts}, "text")
+    lls = [model.log_likelihoods(torch.from_numpy(feats[u])) * 0.1 for u in utts]
+    assert len({x.shape[0] for x in lls}) > 1
+    tid_lp = torch.from_numpy(model.tm.scaled_log_probs(1.0, 0.1))
+    tid2pdf = torch.from_numpy(model.tm.tid2pdf).clamp_min(0)
+    batch, _ = viterbi_align([graphs[u] for u in utts], lls, tid_lp, tid2pdf)
+    for u, ll, p in zip(utts, lls, batch):
+        single, _ = viterbi_align([graphs[u]], [ll], tid_lp, tid2pdf)
+        assert np.array_equal(single[0], p)
+
+
+def test_too_short_utterance_has_no_path(yesno_run):
+    rdir, _ = yesno_run
+    lang, model = _setup(rdir)
+    g = compile_graphs(lang, model.tm, {"u": ["YES", "NO", "YES"]}, "text")["u"]
+    ll = torch.zeros(5, model.num_pdfs)  # 5 frames cannot hold 9 HMM states
+    tid_lp = torch.from_numpy(model.tm.scaled_log_probs(1.0, 0.1))
+    paths, _ = viterbi_align([g], [ll], tid_lp, torch.from_numpy(model.tm.tid2pdf).clamp_min(0))
+    assert paths == [None]
+    sil = lang.optional_silence
+    assert equal_align(model.tm, [sil, lang.phones["Y"], sil], 12) is None  # 13 states do not fit
+    ali = equal_align(model.tm, [sil, lang.phones["Y"], sil], 26)
+    assert len(ali) == 26 and model.tm.tid2phone[ali[0]] == sil
