@@ -56,11 +56,17 @@ class GmmHmm:
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
 
+    def to(self, device) -> GmmHmm:
+        return GmmHmm(self.tm, self.gmm.to(device), self.feature)
+
+    @classmethod
+    def from_checkpoint(cls, obj: dict) -> GmmHmm:
+        return cls(TransitionModel.from_state_dict(obj["transitions"]),
+                   DiagGmm.from_state_dict(obj["gmm"]), GmmFeatureConfig(**obj["feature"]))
+
     @classmethod
     def load(cls, path, device="cpu") -> GmmHmm:
         obj = torch.load(Path(path), map_location="cpu", weights_only=True)
         if obj.get("kind") != "gmm-hmm":
             raise ValueError(f"{path}: not a GMM-HMM model file")
-        return cls(TransitionModel.from_state_dict(obj["transitions"]),
-                   DiagGmm.from_state_dict(obj["gmm"]).to(device),
-                   GmmFeatureConfig(**obj["feature"]))
+        return cls.from_checkpoint(obj).to(device)

@@ -65,8 +65,7 @@ class DnnAcousticModel:
             torch.save(obj, tmp)
 
     @classmethod
-    def load(cls, path, device) -> DnnAcousticModel:
-        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    def from_checkpoint(cls, obj: dict, device) -> DnnAcousticModel:
         net = build_model(obj["spec"], obj["input_dim"], obj["num_pdfs"])
         net.load_state_dict(obj["state_dict"])
         return cls(net.to(device), obj["spec"], obj["pdf_counts"].numpy())
@@ -94,7 +93,7 @@ def load_acoustic_model(path, device):
     """final.mdl (GMM-HMM) or final.pt (DNN), told apart by the file's own `kind`."""
     obj = torch.load(Path(path), map_location="cpu", weights_only=True)
     if obj.get("kind") == "gmm-hmm":
-        return GmmAcousticModel(GmmHmm.load(path, device))
+        return GmmAcousticModel(GmmHmm.from_checkpoint(obj).to(device))
     if obj.get("kind") == "dnn":
-        return DnnAcousticModel.load(path, device)
+        return DnnAcousticModel.from_checkpoint(obj, device)
     raise ValueError(f"{path}: not an asr-kd acoustic model (kind={obj.get('kind')!r})")

@@ -122,7 +122,7 @@ def train_frame_ce(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict
             loss.backward()
             opt.step()
             n = int((y >= 0).sum())
-            tot, nfr = tot + float(loss) * n, nfr + n
+            tot, nfr = tot + loss.detach().item() * n, nfr + n
         v_loss, v_acc = evaluate_chunks(model, valid, cfg.batch_size * 4)
         prev = history[-1]["valid_acc"] if history else -math.inf
         history.append({"epoch": epoch, "lr": lr, "train_loss": tot / max(nfr, 1),
