@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import kaldi_decoder
 import kaldifst
 import numpy as np
 import torch
@@ -56,16 +57,22 @@ def test_hclg_best_paths_equal_the_undeterminized_graph(yesno_run, monkeypatch):
         assert abs(a.cost - b.cost) < 1e-5 * abs(a.cost), (utt, a.cost, b.cost)
 
 
-def test_batched_viterbi_equals_kaldi_decoder_on_training_graphs(yesno_run, monkeypatch):
-    rdir, _ = yesno_run
-    monkeypatch.chdir(rdir)
+def _viterbi_inputs(rdir, n):
+    """Training graphs, scaled log-likelihoods and transition weights of n train utterances."""
     lang, model = _setup(rdir)
     d, feats = load_dir_feats("data/train_yesno")
-    utts = d.utts[:6]
+    utts = d.utts[:n]
     graphs = compile_graphs(lang, model.tm, {u: d.text[u] for u in utts}, "text")
     lls = [model.log_likelihoods(torch.from_numpy(feats[u])) * 0.1 for u in utts]
     tid_lp = torch.from_numpy(model.tm.scaled_log_probs(1.0, 0.1))
     tid2pdf = torch.from_numpy(model.tm.tid2pdf).clamp_min(0)
+    return model, utts, graphs, lls, tid_lp, tid2pdf
+
+
+def test_batched_viterbi_equals_kaldi_decoder_on_training_graphs(yesno_run, monkeypatch):
+    rdir, _ = yesno_run
+    monkeypatch.chdir(rdir)
+    model, utts, graphs, lls, tid_lp, tid2pdf = _viterbi_inputs(rdir, 6)
     paths, scores = viterbi_align([graphs[u] for u in utts], lls, tid_lp, tid2pdf)
     for u, ll, path, score in zip(utts, lls, paths, scores):
         g = graphs[u]
@@ -75,8 +82,6 @@ def test_batched_viterbi_equals_kaldi_decoder_on_training_graphs(yesno_run, monk
         dec = ReferenceDecoder(from_arrays(ref_graph), DecodeConfig(acoustic_scale=1.0,
                                                                     beam=1000.0,
                                                                     max_active=1_000_000))
-        import kaldi_decoder
-
         dec.decoder.decode(kaldi_decoder.DecodableCtc(ll.numpy()))
         ok, lat = dec.decoder.get_best_path()
         ok, _, tids, w = kaldifst.get_linear_symbol_sequence(lat)
@@ -91,14 +96,8 @@ def test_batched_viterbi_equals_kaldi_decoder_on_training_graphs(yesno_run, monk
 def test_viterbi_batches_of_different_lengths_agree_with_single(yesno_run, monkeypatch):
     rdir, _ = yesno_run
     monkeypatch.chdir(rdir)
-    lang, model = _setup(rdir)
-    d, feats = load_dir_feats("data/train_yesno")
-    utts = d.utts[:5]
-    graphs = compile_graphs(lang, model.tm, {u: d.text[u] for u in utts}, "text")
-    lls = [model.log_likelihoods(torch.from_numpy(feats[u])) * 0.1 for u in utts]
+    _, utts, graphs, lls, tid_lp, tid2pdf = _viterbi_inputs(rdir, 5)
     assert len({x.shape[0] for x in lls}) > 1
-    tid_lp = torch.from_numpy(model.tm.scaled_log_probs(1.0, 0.1))
-    tid2pdf = torch.from_numpy(model.tm.tid2pdf).clamp_min(0)
     batch, _ = viterbi_align([graphs[u] for u in utts], lls, tid_lp, tid2pdf)
     for u, ll, p in zip(utts, lls, batch):
         single, _ = viterbi_align([graphs[u]], [ll], tid_lp, tid2pdf)
