@@ -14,7 +14,7 @@ import kaldifst
 import numpy as np
 import torch
 
-from asr_kd.hmm.h_fst import training_h
+from asr_kd.hmm.h_fst import phone_states, training_h
 from asr_kd.hmm.transitions import TransitionModel
 from asr_kd.utils.fst import FstArrays, compile_text, from_arrays, to_arrays
 
@@ -50,13 +50,14 @@ def equal_align(tm: TransitionModel, phones: list[int], num_frames: int) -> np.n
     The caller puts silence at both ends: read speech starts and ends in silence, and a flat
     start that lets the first word's model absorb the leading silence can settle there
     (seen on yesno, where whole-word NO models then learned silence)."""
-    path = []  # (transition state, its self-loop tid, tid leaving towards the next state)
+    path = []  # (self-loop tid or None, tid leaving towards the next state), one per HMM state
+    states_of = phone_states(tm)
     for phone in phones:
         states = tm.topo.states(phone)
         emitting = [j for j, st in enumerate(states) if st.pdf_class is not None]
         for k, j in enumerate(emitting):
             nxt = emitting[k + 1] if k + 1 < len(emitting) else len(states) - 1
-            s = next(i for i, (ph, hs, _) in enumerate(tm.tuples) if ph == phone and hs == j)
+            s = states_of[phone][j]
             loop = fwd = None
             for i, (dst, _) in enumerate(states[j].transitions):
                 if dst == j:

@@ -16,7 +16,7 @@ import numpy as np
 from asr_kd.hmm.transitions import TransitionModel
 
 
-def _phone_states(tm: TransitionModel) -> dict[int, dict[int, int]]:
+def phone_states(tm: TransitionModel) -> dict[int, dict[int, int]]:
     """phone -> {hmm_state: transition state}; monophone models have one per HMM state."""
     out: dict[int, dict[int, int]] = {}
     for s, (phone, hmm_state, _pdf) in enumerate(tm.tuples):
@@ -30,7 +30,7 @@ def _phone_states(tm: TransitionModel) -> dict[int, dict[int, int]]:
 def training_h(tm: TransitionModel) -> str:
     """AT&T text of H with transition-id inputs and phone outputs (entry arcs are eps:phone)."""
     lines, next_node = [], 1  # node 0 is the start/final state between phones
-    for phone, states in sorted(_phone_states(tm).items()):
+    for phone, states in sorted(phone_states(tm).items()):
         topo_states = tm.topo.states(phone)
         final_state = len(topo_states) - 1
         node = {j: next_node + i for i, j in enumerate(sorted(states))}
@@ -49,7 +49,7 @@ def decoding_ha(tm: TransitionModel, disambig_in: list[int], disambig_out: list[
     """AT&T text of Ha: inputs are transition states + 1 (then disambig ids `disambig_in`),
     outputs phones (and phone disambig symbols, passed through by loops on the start state)."""
     lines, next_node = [], 1
-    for phone, states in sorted(_phone_states(tm).items()):
+    for phone, states in sorted(phone_states(tm).items()):
         topo_states = tm.topo.states(phone)
         final_state = len(topo_states) - 1
         node = {j: (0 if j == 0 else next_node + i - 1) for i, j in enumerate(sorted(states))}

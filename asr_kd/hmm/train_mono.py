@@ -24,6 +24,7 @@ from asr_kd.hmm.model import GmmFeatureConfig, GmmHmm
 from asr_kd.hmm.transitions import TransitionModel, monophone_tuples
 from asr_kd.lang import Lang
 from asr_kd.utils.fst import FstArrays
+from asr_kd.utils.io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,6 @@ def train_mono(lang: Lang, feats: dict[str, torch.Tensor], texts: dict[str, list
 
 def save_alignment_info(out_dir: Path, tm: TransitionModel, pdf_alis: dict[str, np.ndarray]):
     """num_pdfs and pdf priors (occupation counts, Kaldi vector text) beside the alignments."""
-    from asr_kd.utils.io import write_text
-
     counts = np.bincount(np.concatenate(list(pdf_alis.values())), minlength=tm.num_pdfs)
     write_text(out_dir / "num_pdfs", f"{tm.num_pdfs}\n")
     write_text(out_dir / "priors", "[ " + " ".join(str(int(c)) for c in counts) + " ]\n")

@@ -19,17 +19,15 @@ class TransitionModel:
     def __init__(self, topo: Topology, tuples: list[tuple[int, int, int]]):
         self.topo = topo
         self.tuples = sorted(set(tuples))  # transition state s (0-based) -> (phone, hmm_state, pdf)
-        tid_state, tid_index, tid_dst, tid_prob = [0], [0], [0], [0.0]  # tid 0 is a placeholder
+        tid_state, tid_dst, tid_prob = [0], [0], [0.0]  # tid 0 is a placeholder
         self.state_first_tid = []
         for s, (phone, hmm_state, _pdf) in enumerate(self.tuples):
             self.state_first_tid.append(len(tid_state))
-            for i, (dst, prob) in enumerate(topo.states(phone)[hmm_state].transitions):
+            for dst, prob in topo.states(phone)[hmm_state].transitions:
                 tid_state.append(s)
-                tid_index.append(i)
                 tid_dst.append(dst)
                 tid_prob.append(prob)
         self.tid2state = np.array(tid_state, dtype=np.int64)
-        self.tid2index = np.array(tid_index, dtype=np.int64)
         self.tid2dst = np.array(tid_dst, dtype=np.int64)
         tup = np.array(self.tuples, dtype=np.int64).reshape(-1, 3)
         self.tid2phone = tup[self.tid2state, 0]
@@ -49,9 +47,6 @@ class TransitionModel:
 
     def tid(self, state: int, index: int) -> int:
         return self.state_first_tid[state] + index
-
-    def transition_state(self, phone: int, hmm_state: int, pdf: int) -> int:
-        return self.tuples.index((phone, hmm_state, pdf))
 
     def self_loop_log_prob(self, state: int) -> float:
         """log a_jj of a transition state (-inf when it has no self-loop)."""

@@ -35,10 +35,6 @@ class Lang:
     lexicon: list[tuple[int, float, list[int]]]  # (word id, prob, phone ids)
 
     @property
-    def speech_phones(self) -> list[int]:
-        return self.topo.phones
-
-    @property
     def id2word(self) -> dict[int, str]:
         return {i: w for w, i in self.words.items()}
 
