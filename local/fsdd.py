@@ -1,0 +1,254 @@
+"""The Free Spoken Digit Dataset (FSDD): download and Kaldi-style data preparation.
+
+Isolated English digits, 8 kHz mono 16-bit, `recordings/{digit}_{speaker}_{index}.wav`, 50 takes
+of each digit per speaker (the shared copy has 4 speakers, 2000 files). The usual split holds out
+takes 0-4 of every digit and speaker as test; `--split speaker` holds out one whole speaker.
+The lexicon comes from CMUdict without stress marks; the grammar accepts exactly one digit.
+
+Usage (from a recipe dir):
+    python ../../local/fsdd.py download --dest corpus          # prints the corpus dir to use
+    python ../../local/fsdd.py prepare --corpus-dir DIR --data-dir data [--split speaker]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shutil
+import sys
+import urllib.request
+from pathlib import Path
+
+try:
+    import asr_kd  # noqa: F401
+except ImportError:  # run by path from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from asr_kd.data import load_data_dir, write_data_dir  # noqa: E402
+from asr_kd.utils.archive import download, safe_extract, sha256sum  # noqa: E402
+from asr_kd.utils.io import (  # noqa: E402
+    atomic_path,
+    clear_done,
+    is_done,
+    mark_done,
+    write_lines,
+    write_text,
+)
+
+FSDD_URL = ("https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/"
+            "master.tar.gz")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+SHARED_CORPUS_DIR = SHARED / "fsdd"
+SHARED_CMUDICT = SHARED / "cmudict" / "cmudict.dict"
+DIGITS = ["ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE"]
+TEST_TAKES = range(5)  # the usual split: takes 0-4 of every digit and speaker are test
+_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)$")
+
+
+def _log(msg: str) -> None:
+    print(f"fsdd: {msg}", file=sys.stderr)
+
+
+def _has_recordings(d: Path) -> bool:
+    return any((d / "recordings").glob("*.wav"))
+
+
+def _find_corpus(target: Path) -> Path | None:
+    """The dir holding recordings/: target itself or the archive's top folder."""
+    for d in [target, *sorted(p for p in target.iterdir() if p.is_dir())]:
+        if _has_recordings(d):
+            return d.resolve()
+    return None
+
+
+def download_fsdd(target_dir, corpus_dir=None, url: str = FSDD_URL, sha256: str | None = None,
+                  force: bool = False, progress: bool = True) -> Path:
+    """Return a directory holding `recordings/*.wav`, downloading into `target_dir` if needed.
+
+    GitHub's branch archive has no fixed checksum: with `sha256` it is verified, otherwise
+    the computed sha256 is logged so that a run can pin it.
+    """
+    target = Path(target_dir)
+    existing = Path(corpus_dir) if corpus_dir is not None else SHARED_CORPUS_DIR
+    if _has_recordings(existing):
+        _log(f"using existing corpus at {existing.resolve()} (not copied)")
+        return existing.resolve()
+    if corpus_dir is not None:
+        _log(f"no recordings/*.wav under {existing}; downloading instead")
+    if (target / ".completed").exists() and not force and (found := _find_corpus(target)):
+        _log(f"{target} already complete; skipping download")
+        return found
+
+    created = not target.exists()
+    archive = target / ("fsdd.zip" if url.split("?")[0].endswith(".zip") else "fsdd.tar.gz")
+    try:
+        _log(f"downloading {url}")
+        if sha256:
+            download(url, archive, sha256, progress=progress)
+        else:
+            with atomic_path(archive) as tmp, urllib.request.urlopen(url, timeout=60) as resp:
+                with open(tmp, "wb") as f:
+                    shutil.copyfileobj(resp, f)
+            _log(f"sha256 of {archive.name}: {sha256sum(archive)} (unverified: GitHub branch "
+                 f"archives have no fixed checksum; pass --sha256 to pin it)")
+        safe_extract(archive, target)
+        found = _find_corpus(target)
+        if found is None:
+            raise ValueError(f"{archive}: archive has no recordings/*.wav")
+        write_text(target / ".completed", "")
+    except BaseException:
+        if archive.exists():  # a failed run must not leave an archive that looks usable
+            archive.unlink()
+        if created and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        raise
+    return found
+
+
+def read_cmudict(path, words: list[str]) -> dict[str, list[list[str]]]:
+    """Pronunciations of `words` (upper case) from cmudict.dict, stress digits stripped,
+    alternatives kept in file order and deduplicated."""
+    path, wanted = Path(path), {w.lower() for w in words}
+    prons: dict[str, list[list[str]]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        f = line.split("#")[0].split()  # some entries end in a '# comment'
+        if not f:
+            continue
+        word = re.sub(r"\(\d+\)$", "", f[0])
+        if word in wanted:
+            pron = [re.sub(r"\d", "", p) for p in f[1:]]
+            if pron not in prons.setdefault(word.upper(), []):
+                prons[word.upper()].append(pron)
+    missing = [w for w in words if w not in prons]
+    if missing:
+        raise ValueError(f"{path}: no pronunciation for {missing}")
+    return prons
+
+
+def grammar_arpa() -> str:
+    """Bigram ARPA for one digit per utterance: <s> -> each digit 1/10 -> </s> with prob 1.
+
+    The bigrams out of every history sum to 1, so their backoff weights are 0 (log10 -99) and
+    any path with a second digit (or none) costs over 200 nats; unigrams are the marginals of
+    this language (each digit 1/20, </s> 1/2), so the unigram state is a proper distribution.
+    """
+    uni = ["-99.0000000\t<s>\t-99.0000000", f"{math.log10(0.5):.7f}\t</s>"]
+    uni += [f"{math.log10(0.05):.7f}\t{w}\t-99.0000000" for w in sorted(DIGITS)]
+    bi = [f"{math.log10(0.1):.7f}\t<s> {w}" for w in sorted(DIGITS)]
+    bi += [f"0.0000000\t{w} </s>" for w in sorted(DIGITS)]
+    lines = ["\\data\\", f"ngram 1={len(uni)}", f"ngram 2={len(bi)}", "", "\\1-grams:", *uni,
+             "", "\\2-grams:", *bi, "", "\\end\\"]
+    return "\n".join(lines) + "\n"
+
+
+def _parse(corpus_dir: Path) -> list[tuple[str, int, int, Path]]:
+    """(speaker, digit, take, path) for every recording, checked against the naming scheme."""
+    out = []
+    for w in sorted((corpus_dir / "recordings").glob("*.wav")):
+        m = _NAME.match(w.stem)
+        if not m:
+            raise ValueError(f"{w}: file name is not {{digit}}_{{speaker}}_{{index}}.wav")
+        out.append((m[2], int(m[1]), int(m[3]), w))
+    if not out:
+        raise ValueError(f"{corpus_dir / 'recordings'}: no .wav files")
+    return out
+
+
+def _write_set(out: Path, recs: list[tuple[str, int, int, Path]]) -> None:
+    wav, text, utt2spk = {}, {}, {}
+    for spk, digit, take, path in recs:
+        utt = f"{spk}_{digit}_{take}"  # Kaldi: utterance ids start with the speaker id
+        wav[utt], text[utt], utt2spk[utt] = str(path.resolve()), [DIGITS[digit]], spk
+    write_data_dir(out, wav, text, utt2spk)
+
+
+def prepare_fsdd(corpus_dir, output_dir, split: str = "takes", test_speaker: str = "theo",
+                 cmudict=SHARED_CMUDICT, force: bool = False) -> dict[str, Path]:
+    """Write `train`, `test`, `local/dict` and `local/lm.arpa` under `output_dir`.
+
+    A rerun is skipped when every `.done` marker is there and the split options are the same.
+    """
+    corpus_dir, out = Path(corpus_dir), Path(output_dir)
+    paths = {"train": out / "train", "test": out / "test", "dict": out / "local" / "dict",
+             "lm": out / "local" / "lm.arpa"}
+    stages = [paths["train"], paths["test"], paths["dict"], out / "local"]
+    opts = f"split={split}" + (f" test_speaker={test_speaker}" if split == "speaker" else "")
+    opts_file = out / "local" / "fsdd_options"
+    if (not force and all(is_done(d) for d in stages) and opts_file.is_file()
+            and opts_file.read_text().strip() == opts):
+        _log(f"{out} already prepared ({opts}); skipping (use --force to redo)")
+        return paths
+    for d in stages:
+        clear_done(d)
+
+    prons = read_cmudict(cmudict, DIGITS)
+    recs = _parse(corpus_dir)
+    if split == "takes":
+        is_test = [take in TEST_TAKES for _, _, take, _ in recs]
+    elif split == "speaker":
+        speakers = sorted({r[0] for r in recs})
+        if test_speaker not in speakers:
+            raise ValueError(f"{corpus_dir / 'recordings'}: no speaker '{test_speaker}' "
+                             f"(speakers: {', '.join(speakers)})")
+        is_test = [r[0] == test_speaker for r in recs]
+    else:
+        raise ValueError(f"unknown split '{split}' (expected 'takes' or 'speaker')")
+    _write_set(paths["train"], [r for r, t in zip(recs, is_test) if not t])
+    _write_set(paths["test"], [r for r, t in zip(recs, is_test) if t])
+
+    lexicon = [f"{w} {' '.join(p)}" for w in sorted(prons) for p in prons[w]]
+    phones = sorted({p for ps in prons.values() for pron in ps for p in pron})
+    d = paths["dict"]
+    write_lines(d / "lexicon.txt", ["<SIL> SIL", *lexicon])
+    write_lines(d / "silence_phones.txt", ["SIL"])
+    write_lines(d / "optional_silence.txt", ["SIL"])
+    write_lines(d / "nonsilence_phones.txt", phones)
+    write_lines(d / "extra_questions.txt", [])
+    write_text(paths["lm"], grammar_arpa())
+    write_text(opts_file, opts + "\n")
+
+    n = {k: len(load_data_dir(paths[k]).utts) for k in ("train", "test")}
+    for stage in stages:  # `local` last: it stands for the whole preparation
+        mark_done(stage)
+    _log(f"prepared {n['train']} train and {n['test']} test utterances ({opts}) under {out}; "
+         f"lexicon {len(lexicon)} prons, {len(phones)} phones")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    dl = sub.add_parser("download", help="find or download the corpus; prints its directory")
+    dl.add_argument("--corpus-dir", type=Path, default=None,
+                    help=f"existing copy to use (default: {SHARED_CORPUS_DIR} if present)")
+    dl.add_argument("--dest", type=Path, required=True, help="where to download and extract")
+    dl.add_argument("--url", default=FSDD_URL)
+    dl.add_argument("--sha256", default=None, help="expected sha256 of the archive")
+    dl.add_argument("--force", action="store_true", help="download even if .completed exists")
+    dl.add_argument("--no-progress", action="store_true")
+    pr = sub.add_parser("prepare", help="write Kaldi data dirs, dictionary and grammar")
+    pr.add_argument("--corpus-dir", type=Path, required=True, help="directory with recordings/")
+    pr.add_argument("--data-dir", type=Path, default=Path("data"))
+    pr.add_argument("--split", choices=["takes", "speaker"], default="takes",
+                    help="takes: test = takes 0-4 of everything; speaker: hold out a speaker")
+    pr.add_argument("--test-speaker", default="theo", help="held-out speaker for --split speaker")
+    pr.add_argument("--cmudict", type=Path, default=SHARED_CMUDICT)
+    pr.add_argument("--force", action="store_true", help="redo even if .done markers exist")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "download":
+            print(download_fsdd(args.dest, corpus_dir=args.corpus_dir, url=args.url,
+                                sha256=args.sha256, force=args.force,
+                                progress=not args.no_progress))  # stdout: only the path
+        else:
+            prepare_fsdd(args.corpus_dir, args.data_dir, split=args.split,
+                         test_speaker=args.test_speaker, cmudict=args.cmudict, force=args.force)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
