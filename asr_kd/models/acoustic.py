@@ -24,6 +24,23 @@ def pad_replicate(seqs: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.cat([s, s[-1:].expand(t_max - s.shape[0], -1)]) for s in seqs])
 
 
+def _save(path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def flops_per_frame(net: torch.nn.Module, input_dim: int, frames: int = 64) -> int:
+    """Floating-point operations (a multiply-add counts 2) per output frame, counted by torch's
+    FlopCounterMode on a `frames`-frame input, so a user's architecture is counted as well."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dev = next(net.parameters()).device
+    x = torch.zeros(1, frames, input_dim, device=dev)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(x, torch.tensor([frames], device=dev))
+    return round(counter.get_total_flops() / frames)
+
+
 def read_priors(path) -> np.ndarray:
     text = Path(path).read_text().replace("[", " ").replace("]", " ")
     return np.array([float(x) for x in text.split()], dtype=np.float64)
@@ -40,35 +57,73 @@ class DnnAcousticModel:
     def num_params(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
 
+    def flops_per_frame(self, input_dim: int) -> int:
+        return flops_per_frame(self.net, input_dim)
+
     @torch.no_grad()
-    def log_posteriors(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+    def logits(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Utterances [T_i, F] -> padded logits [B, T_max, P] (float32)."""
         dev = next(self.net.parameters()).device
         x = pad_replicate([f.to(dev) for f in feats])
         lengths = torch.tensor([f.shape[0] for f in feats], device=dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            logits = self.net(x, lengths)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+            return self.net(x, lengths).float()
+
+    def log_posteriors(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        logp = torch.log_softmax(self.logits(feats), dim=-1)
         return [logp[i, : f.shape[0]] for i, f in enumerate(feats)]
 
     def scores(self, feats: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per utterance (log-likelihoods for decoding, log-posteriors for frame accuracy)."""
-        out = []
-        for lp in self.log_posteriors(feats):
-            out.append((lp - self.log_prior.to(lp.device), lp))
-        return out
+        return [(lp - self.log_prior.to(lp.device), lp) for lp in self.log_posteriors(feats)]
+
+    def to_dict(self, input_dim: int) -> dict:
+        return {"kind": "dnn", "spec": self.spec, "input_dim": input_dim,
+                "num_pdfs": len(self.pdf_counts),
+                "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
+                "pdf_counts": torch.from_numpy(self.pdf_counts.astype(np.float64))}
 
     def save(self, path, input_dim: int) -> None:
-        obj = {"kind": "dnn", "spec": self.spec, "input_dim": input_dim,
-               "num_pdfs": len(self.pdf_counts), "state_dict": self.net.state_dict(),
-               "pdf_counts": torch.from_numpy(self.pdf_counts.astype(np.float64))}
-        with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
+        _save(path, self.to_dict(input_dim))
 
     @classmethod
     def from_checkpoint(cls, obj: dict, device) -> DnnAcousticModel:
         net = build_model(obj["spec"], obj["input_dim"], obj["num_pdfs"])
         net.load_state_dict(obj["state_dict"])
         return cls(net.to(device), obj["spec"], obj["pdf_counts"].numpy())
+
+
+class EnsembleAcousticModel:
+    """Members' posteriors averaged (arithmetic mean, or normalised geometric mean), decoded
+    like any model; the priors are the members' (all trained on the same alignments)."""
+
+    def __init__(self, members: list[DnnAcousticModel], combine: str = "arithmetic"):
+        self.members, self.combine = members, combine
+        self.log_prior = members[0].log_prior
+
+    @property
+    def num_params(self) -> int:
+        return sum(m.num_params for m in self.members)
+
+    def flops_per_frame(self, input_dim: int) -> int:
+        return sum(m.flops_per_frame(input_dim) for m in self.members)
+
+    def member_logits(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """[E, B, T_max, P], utterances padded as `pad_replicate` does."""
+        return torch.stack([m.logits(feats) for m in self.members])
+
+    def log_posteriors(self, feats: list[torch.Tensor], temperature: float = 1.0):
+        from asr_kd.train.distill import combine_log_probs
+
+        logp = combine_log_probs(self.member_logits(feats), temperature, self.combine)
+        return [logp[i, : f.shape[0]] for i, f in enumerate(feats)]
+
+    def scores(self, feats: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(lp - self.log_prior.to(lp.device), lp) for lp in self.log_posteriors(feats)]
+
+    def save(self, path, input_dim: int) -> None:
+        _save(path, {"kind": "ensemble", "combine": self.combine,
+                     "members": [m.to_dict(input_dim) for m in self.members]})
 
 
 class GmmAcousticModel:
@@ -80,6 +135,11 @@ class GmmAcousticModel:
         g = self.model.gmm
         n = int(torch.isfinite(g.log_weights).sum())
         return n * (2 * g.means.shape[-1] + 1)
+
+    def flops_per_frame(self, input_dim: int) -> int:
+        """Per Gaussian, two length-D dot products (x . mu/var and x^2 . 1/var)."""
+        g = self.model.gmm
+        return int(torch.isfinite(g.log_weights).sum()) * 4 * g.means.shape[-1]
 
     def scores(self, feats: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         out = []
@@ -96,4 +156,7 @@ def load_acoustic_model(path, device):
         return GmmAcousticModel(GmmHmm.from_checkpoint(obj).to(device))
     if obj.get("kind") == "dnn":
         return DnnAcousticModel.from_checkpoint(obj, device)
+    if obj.get("kind") == "ensemble":
+        return EnsembleAcousticModel([DnnAcousticModel.from_checkpoint(m, device)
+                                      for m in obj["members"]], obj["combine"])
     raise ValueError(f"{path}: not an asr-kd acoustic model (kind={obj.get('kind')!r})")

@@ -48,12 +48,14 @@ class ChunkSet:
     def __len__(self) -> int:
         return len(self.chunk_len)
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Chunks `idx` -> feats [B, C + left + right, F], targets [B, C] (-100 past the end)."""
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Chunks `idx` -> feats [B, C + left + right, F], targets [B, C] (-100 past the end),
+        rows [B, C] of those frames in the concatenated per-frame order (`self.targets`), by
+        which per-frame data such as cached soft targets is looked up."""
         width = self.chunk_size + self.left + self.right
-        rows = self.chunk_feat[idx, None] + torch.arange(width, device=idx.device)
-        rows = rows.clamp_max(len(self.feats) - 1)
+        frames = self.chunk_feat[idx, None] + torch.arange(width, device=idx.device)
+        frames = frames.clamp_max(len(self.feats) - 1)
         cols = torch.arange(self.chunk_size, device=idx.device)
         valid = cols < self.chunk_len[idx, None]
-        tgt = self.targets[(self.chunk_tgt[idx, None] + cols).clamp_max(len(self.targets) - 1)]
-        return self.feats[rows], torch.where(valid, tgt, -100)
+        rows = (self.chunk_tgt[idx, None] + cols).clamp_max(len(self.targets) - 1)
+        return self.feats[frames], torch.where(valid, self.targets[rows], -100), rows

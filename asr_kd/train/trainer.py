@@ -1,9 +1,15 @@
-"""Frame-level cross-entropy training with held-out validation, checkpoints and resume.
+"""Frame-level training of one or several acoustic models at once, on hard or soft targets.
+
+One loop serves teachers (E members, cross-entropy on the alignments), students (one member,
+the distillation loss against an ensemble) and baselines. Members are stacked into one module
+when they share a shape and the device is a GPU, else run in a loop; each member keeps its own
+learning rate, so both forms compute the same numbers.
 
 Schedule (Kaldi nnet1's "newbob" in spirit): Adam at `lr`; after an epoch whose validation
-frame accuracy improves by less than `halving_threshold` (absolute %), the learning rate halves.
-The checkpoint of the best validation epoch becomes the final model. Each epoch's checkpoint
-holds model, optimizer, scheduler state and RNG, so a killed run resumes where it stopped.
+frame accuracy improves by less than `halving_threshold` (absolute %), that member's learning
+rate halves. Each member ends with the weights of its best validation epoch. Every epoch's
+checkpoint holds the members, optimizer state, learning rates and RNG, so a killed run resumes
+where it stopped and finishes with the same numbers.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from asr_kd.models import build_model
+from asr_kd.models.members import LoopMembers, StackedMLP, make_members
 from asr_kd.train.chunks import ChunkSet
+from asr_kd.train.distill import DistillConfig, combine_log_probs, kd_loss, zero_mean_logits
 from asr_kd.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -28,7 +35,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    model: dict = field(default_factory=lambda: {"class": "mlp", "args": {}})
+    # One model spec ({class, args}) for every member, or a list cycled over the members.
+    model: dict | list = field(default_factory=lambda: {"class": "mlp", "args": {}})
+    members: int = 1
+    stacked: bool | None = None  # None: stacked on a GPU, a loop elsewhere
     epochs: int = 10
     batch_size: int = 256  # chunks per step
     chunk_size: int = 16  # frames per chunk
@@ -36,106 +46,235 @@ class TrainConfig:
     weight_decay: float = 0.0
     halving_threshold: float = 0.5
     valid_fraction: float = 0.1
+    utt_fraction: float = 1.0  # train on this share of the (non-validation) utterances
     seed: int = 0
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+    def __post_init__(self):
+        if self.stacked not in (None, True, False):
+            raise ValueError(f"stacked: expected true, false or null (auto), got "
+                             f"{self.stacked!r}")
+
+    def member_specs(self) -> list[dict]:
+        specs = self.model if isinstance(self.model, list) else [self.model]
+        return [specs[k % len(specs)] for k in range(self.members)]
+
+    def member_seeds(self) -> list[int]:
+        return [self.seed + k for k in range(self.members)]
 
 
-def split_valid(utts: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Hold out a seeded random `fraction` of the utterances (at least one) for validation."""
-    rng = np.random.default_rng(seed)
-    order = list(rng.permutation(sorted(utts)))
-    n = max(1, int(round(fraction * len(order)))) if fraction > 0 else 0
-    return sorted(order[n:]), sorted(order[:n])
+def split_utts(utts: list[str], cfg: TrainConfig) -> tuple[list[str], list[str]]:
+    """(train, valid): a seeded `valid_fraction` held out (at least one utterance), then a seeded
+    `utt_fraction` of the rest kept for training. The held-out set does not depend on
+    `utt_fraction`, so students trained on a share validate on the same utterances."""
+    rng = np.random.default_rng(cfg.seed)
+    order = [str(u) for u in rng.permutation(sorted(utts))]
+    n_valid = max(1, round(cfg.valid_fraction * len(order))) if cfg.valid_fraction > 0 else 0
+    valid, rest = order[:n_valid], order[n_valid:]
+    if cfg.utt_fraction < 1.0:
+        keep = max(1, round(cfg.utt_fraction * len(rest)))
+        rest = [str(u) for u in np.random.default_rng(cfg.seed + 1).permutation(rest)[:keep]]
+    return sorted(rest), sorted(valid)
+
+
+class MemberAdam:
+    """Adam whose learning rate is per member: params are (tensor, k) for member k's own tensor,
+    or (tensor, None) for a stacked tensor whose first dimension runs over the members."""
+
+    def __init__(self, params, num_members: int, lr: float, weight_decay: float = 0.0,
+                 betas=(0.9, 0.999), eps: float = 1e-8):
+        self.params = params
+        self.lr = [lr] * num_members
+        self.weight_decay, self.betas, self.eps, self.t = weight_decay, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p, _ in params]
+        self.v = [torch.zeros_like(p) for p, _ in params]
+
+    def zero_grad(self):
+        for p, _ in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        self.t += 1
+        b1, b2 = self.betas
+        bc1, bc2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        lr_all = None
+        for (p, k), m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            g = p.grad if self.weight_decay == 0 else p.grad.add(p, alpha=self.weight_decay)
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v / bc2).sqrt_().add_(self.eps)
+            if k is None:
+                if lr_all is None:
+                    lr_all = torch.tensor(self.lr, device=p.device, dtype=p.dtype)
+                step = m * (lr_all.view(-1, *[1] * (p.dim() - 1)) / bc1)
+            else:
+                step = m * (self.lr[k] / bc1)
+            p.addcdiv_(step, denom, value=-1.0)
+
+    def state_dict(self) -> dict:
+        return {"t": self.t, "lr": list(self.lr), "m": self.m, "v": self.v}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t, self.lr = state["t"], list(state["lr"])
+        for dst, src in zip(self.m + self.v, state["m"] + state["v"]):
+            dst.copy_(src)
+
+
+class TeacherTargets:
+    """Soft targets for a batch, from teachers run on the same window (`online`)."""
+
+    def __init__(self, teachers: LoopMembers | StackedMLP, cfg: DistillConfig):
+        self.teachers, self.cfg = teachers.eval(), cfg
+
+    @torch.no_grad()
+    def __call__(self, x, rows, left: int, chunk: int) -> dict:
+        with _autocast(x.device):
+            z = self.teachers.center_logits(x, left, chunk)
+        if self.cfg.mode == "mse":
+            return {"teacher_logits": zero_mean_logits(z)}
+        return {"soft_logp": combine_log_probs(z, self.cfg.temperature, self.cfg.combine)}
+
+
+class CachedTargets:
+    """Soft targets for a batch, looked up in a top-k cache aligned with a ChunkSet's frames."""
+
+    def __init__(self, ids: torch.Tensor, logp: torch.Tensor):
+        self.ids, self.logp = ids, logp
+
+    def __call__(self, x, rows, left: int, chunk: int) -> dict:
+        return {"soft_ids": self.ids[rows], "soft_logp": self.logp[rows]}
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 @torch.no_grad()
-def evaluate_chunks(model, data: ChunkSet, batch_size: int) -> tuple[float, float]:
-    """(mean cross-entropy, frame accuracy %) over every frame of `data`."""
-    model.eval()
-    total_loss, correct, count = 0.0, 0, 0
+def evaluate_members(members, data: ChunkSet, batch_size: int) -> tuple[list[float], list[float]]:
+    """Per member: (mean cross-entropy, frame accuracy %) over every frame of `data`."""
+    members.eval()
+    n = len(members)
+    loss, correct, count = torch.zeros(n), torch.zeros(n), 0
     for idx in torch.arange(len(data), device=data.feats.device).split(batch_size):
-        x, y = data.batch(idx)
-        logits = _center(model, x, data)
+        x, y, _ = data.batch(idx)
+        with _autocast(x.device):
+            logits = members.center_logits(x, data.left, data.chunk_size).float()
         mask = y >= 0
-        total_loss += float(F.cross_entropy(logits[mask].float(), y[mask], reduction="sum"))
-        correct += int((logits.argmax(-1) == y)[mask].sum())
+        z, t = logits[:, mask], y[mask]
+        for k in range(n):
+            loss[k] += float(F.cross_entropy(z[k], t, reduction="sum"))
+        correct += (z.argmax(-1) == t).sum(-1).cpu()
         count += int(mask.sum())
-    return total_loss / max(count, 1), 100.0 * correct / max(count, 1)
+    count = max(count, 1)
+    return (loss / count).tolist(), (100.0 * correct / count).tolist()
 
 
-def _center(model, x, data: ChunkSet) -> torch.Tensor:
-    lengths = torch.full((x.shape[0],), x.shape[1], device=x.device)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
-        logits = model(x, lengths)
-    return logits[:, data.left: data.left + data.chunk_size]
-
-
-def _checkpoint(path: Path, model, opt, epoch, lr, best, history, gen):
+def _checkpoint(path: Path, members, opt: MemberAdam, epoch, best, history, gen):
     with atomic_path(path) as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                    "lr": lr, "best": best, "history": history, "rng": gen.get_state()}, tmp)
+        torch.save({"members": members.state_dict(), "optimizer": opt.state_dict(),
+                    "epoch": epoch, "best": best, "history": history, "rng": gen.get_state()},
+                   tmp)
 
 
-def train_frame_ce(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[str, np.ndarray],
-                   num_pdfs: int, out_dir: Path, device: torch.device):
-    """Train `cfg.model` on (feats, targets); returns (model with the best validation weights,
-    training history). Checkpoints go to out_dir/epoch-N.pt; an existing one is resumed."""
-    torch.manual_seed(cfg.seed)
+def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[str, np.ndarray],
+                  num_pdfs: int, out_dir: Path, device: torch.device, teachers=None,
+                  cache=None):
+    """Train cfg.members models; returns (list of models with their best validation weights,
+    history). Checkpoints go to out_dir/epoch-N.pt; the newest one is resumed.
+
+    teachers: LoopMembers/StackedMLP giving soft targets on the fly (cfg.distill.source online);
+    cache: callable (utts) -> (ids, logp) per-frame top-k soft targets in that utterance order.
+    """
+    out_dir = Path(out_dir)
     input_dim = next(iter(feats.values())).shape[1]
-    model = build_model(cfg.model, input_dim, num_pdfs).to(device)
-    train_utts, valid_utts = split_valid([u for u in feats if u in targets], cfg.valid_fraction,
-                                         cfg.seed)
-    lc, rc = model.left_context, model.right_context
+    stacked = cfg.stacked if cfg.stacked is not None else device.type == "cuda"
+    members = make_members(cfg.member_specs(), cfg.member_seeds(), input_dim, num_pdfs,
+                           stacked).to(device)
+    train_utts, valid_utts = split_utts([u for u in feats if u in targets], cfg)
+    lc, rc = members.left_context, members.right_context
+    if teachers is not None:
+        lc, rc = max(lc, teachers.left_context), max(rc, teachers.right_context)
 
     def chunkset(utts):
         return ChunkSet({u: feats[u] for u in utts}, targets, lc, rc, cfg.chunk_size, device)
 
     train, valid = chunkset(train_utts), chunkset(valid_utts)
-    log.info("training %s (%d parameters) on %d frames, validating on %d frames",
-             cfg.model["class"], sum(p.numel() for p in model.parameters()), train.num_frames,
-             valid.num_frames)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    soft = None
+    if cfg.distill.uses_teachers:
+        if cfg.distill.source == "topk":
+            soft = CachedTargets(*[t.to(device) for t in cache(train.utts)])
+        else:
+            soft = TeacherTargets(teachers.to(device), cfg.distill)
+    n = len(members)
+    log.info("training %d member(s) (%s, %d parameters each) on %d utterances / %d frames, "
+             "validating on %d frames; distill %s", n, type(members).__name__,
+             sum(p.numel() for p in members.parameters()) // n, len(train_utts),
+             train.num_frames, valid.num_frames, cfg.distill if soft else "off")
+    opt = MemberAdam(members.member_params(), n, cfg.lr, cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    lr, best, history, start_epoch = cfg.lr, {"epoch": 0, "acc": -1.0}, [], 1
+    best, history, start_epoch = [{"epoch": 0, "acc": -1.0} for _ in range(n)], [], 1
 
     done = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     if done:
         ck = torch.load(done[-1], map_location=device, weights_only=True)
-        model.load_state_dict(ck["model"])
+        members.load_state_dict(ck["members"])
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["rng"])
-        lr, best, history, start_epoch = ck["lr"], ck["best"], ck["history"], ck["epoch"] + 1
+        best, history, start_epoch = ck["best"], ck["history"], ck["epoch"] + 1
         log.info("resuming from %s", done[-1])
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.time()
-        for g in opt.param_groups:
-            g["lr"] = lr
-        model.train()
+        members.train()
         order = torch.randperm(len(train), generator=gen).to(device)
-        tot, nfr = 0.0, 0
+        tot, hits, nfr = torch.zeros(n), torch.zeros(n), 0
         for idx in tqdm(order.split(cfg.batch_size), desc=f"epoch {epoch}", leave=False):
-            x, y = train.batch(idx)
-            logits = _center(model, x, train)
-            loss = F.cross_entropy(logits.float().reshape(-1, num_pdfs), y.reshape(-1),
-                                   ignore_index=-100)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            x, y, rows = train.batch(idx)
+            with _autocast(x.device):
+                logits = members.center_logits(x, train.left, train.chunk_size)
+            extra = soft(x, rows, train.left, train.chunk_size) if soft else {}
+            losses = torch.stack([kd_loss(logits[k], y, cfg.distill, **extra) for k in range(n)])
+            opt.zero_grad()
+            losses.sum().backward()
             opt.step()
-            n = int((y >= 0).sum())
-            tot, nfr = tot + loss.detach().item() * n, nfr + n
-        v_loss, v_acc = evaluate_chunks(model, valid, cfg.batch_size * 4)
-        prev = history[-1]["valid_acc"] if history else -math.inf
-        history.append({"epoch": epoch, "lr": lr, "train_loss": tot / max(nfr, 1),
-                        "valid_loss": v_loss, "valid_acc": v_acc,
-                        "seconds": round(time.time() - t0, 2)})
-        log.info("epoch %d: lr %.2e train CE %.4f valid CE %.4f valid frame acc %.2f%% (%.1fs)",
-                 epoch, lr, tot / max(nfr, 1), v_loss, v_acc, time.time() - t0)
-        if v_acc > best["acc"]:
-            best = {"epoch": epoch, "acc": v_acc}
-        if v_acc - prev < cfg.halving_threshold:
-            lr *= 0.5
-        _checkpoint(out_dir / f"epoch-{epoch}.pt", model, opt, epoch, lr, best, history, gen)
+            mask = y >= 0
+            m = int(mask.sum())
+            tot += losses.detach().cpu() * m
+            hits += (logits.detach().argmax(-1) == y)[:, mask].sum(-1).cpu()
+            nfr += m
+        v_loss, v_acc = evaluate_members(members, valid, cfg.batch_size * 4)
+        prev = [h["valid_acc"] for h in history[-1]["members"]] if history else [-math.inf] * n
+        rec = {"epoch": epoch, "seconds": round(time.time() - t0, 2), "members": []}
+        for k in range(n):
+            rec["members"].append({"lr": opt.lr[k], "train_loss": float(tot[k]) / max(nfr, 1),
+                                   "train_acc": 100.0 * float(hits[k]) / max(nfr, 1),
+                                   "valid_loss": v_loss[k], "valid_acc": v_acc[k]})
+            if v_acc[k] > best[k]["acc"]:
+                best[k] = {"epoch": epoch, "acc": v_acc[k]}
+            if v_acc[k] - prev[k] < cfg.halving_threshold:
+                opt.lr[k] *= 0.5
+        history.append(rec)
+        log.info("epoch %d (%.1fs): %s", epoch, time.time() - t0, "; ".join(
+            f"member {k + 1} lr {r['lr']:.1e} train loss {r['train_loss']:.3f} acc "
+            f"{r['train_acc']:.2f}% valid CE {r['valid_loss']:.3f} acc {r['valid_acc']:.2f}%"
+            for k, r in enumerate(rec["members"])))
+        _checkpoint(out_dir / f"epoch-{epoch}.pt", members, opt, epoch, best, history, gen)
 
-    ck = torch.load(out_dir / f"epoch-{best['epoch']}.pt", map_location=device, weights_only=True)
-    model.load_state_dict(ck["model"])
-    return model, history
+    return _best_models(members, best, out_dir, device), history
+
+
+def _best_models(members, best: list[dict], out_dir: Path, device) -> list[torch.nn.Module]:
+    """Each member with the weights of its best validation epoch."""
+    states = {}
+    for epoch in sorted({b["epoch"] for b in best}):
+        ck = torch.load(out_dir / f"epoch-{epoch}.pt", map_location=device, weights_only=True)
+        members.load_state_dict(ck["members"])
+        for k, b in enumerate(best):
+            if b["epoch"] == epoch:
+                states[k] = members.member_state(k)
+    for k, state in states.items():
+        members.load_member_state(k, state)
+    return [m.eval() for m in members.to_models()]

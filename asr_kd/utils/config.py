@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from pathlib import Path
@@ -27,15 +28,30 @@ def from_dict(cls, data: dict | None, where: str = "config"):
     return cls(**kwargs)
 
 
-def load_config(cls, path: str | Path | None, section: str | None = None):
-    """Read YAML `path` (optionally one top-level `section` of it) into dataclass `cls`."""
-    if path is None:
-        return cls()
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    where = str(path)
-    if section is not None:
-        data = data.get(section, {})
-        where = f"{path}:{section}"
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`key.sub=value` strings (value parsed as YAML) set into a copy of nested dict `data`."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override '{item}': expected key=value, e.g. distill.alpha=0.5")
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override '{item}': '{part}' is not a section")
+        node[last] = yaml.safe_load(value)
+    return data
+
+
+def load_config(cls, path: str | Path | None, overrides: list[str] = ()):
+    """Read YAML `path` (none: defaults) plus `key=value` overrides into dataclass `cls`."""
+    data = (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}) if path else {}
+    where = str(path) if path else "defaults"
+    if overrides:
+        data = apply_overrides(data, list(overrides))
+        where += " + --set " + " ".join(overrides)
     return from_dict(cls, data, where)
 
 

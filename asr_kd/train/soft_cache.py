@@ -1,0 +1,74 @@
+"""A top-k soft-target cache: the ensemble run once over the training set, kept on disk.
+
+Layout of the cache dir: ids.npy (int32 [N, k]) and probs.npy (float32 [N, k], renormalised
+over the k kept) memory-mapped, utterances back to back in sorted order; index.json maps each
+utterance to (offset, frames) and records how the targets were made (teacher, T, k, combine).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from asr_kd.train.distill import topk_renormalised
+from asr_kd.utils.io import atomic_path, clear_done, is_done, mark_done, write_json
+
+
+def cache_dir_for(teacher_path, temperature: float, top_k: int, combine: str) -> Path:
+    return Path(teacher_path).parent / "soft_targets" / f"{combine}_T{temperature:g}_k{top_k}"
+
+
+@torch.no_grad()
+def write_soft_cache(out_dir, teacher, feats: dict[str, torch.Tensor], temperature: float,
+                     top_k: int, batch_size: int = 16, meta: dict | None = None) -> Path:
+    """Run `teacher` (an EnsembleAcousticModel) over `feats` and store its top-k targets."""
+    out_dir = Path(out_dir)
+    clear_done(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    utts = sorted(feats)
+    index, offset = {}, 0
+    for u in utts:
+        index[u] = (offset, int(feats[u].shape[0]))
+        offset += int(feats[u].shape[0])
+    k = min(top_k, len(teacher.log_prior))
+    with atomic_path(out_dir / "ids.npy") as ids_tmp, \
+            atomic_path(out_dir / "probs.npy") as probs_tmp:
+        ids = np.lib.format.open_memmap(ids_tmp, mode="w+", dtype=np.int32, shape=(offset, k))
+        probs = np.lib.format.open_memmap(probs_tmp, mode="w+", dtype=np.float32,
+                                          shape=(offset, k))
+        for i in tqdm(range(0, len(utts), batch_size), desc="soft targets", leave=False):
+            batch = utts[i:i + batch_size]
+            logps = teacher.log_posteriors([feats[u] for u in batch], temperature)
+            for u, lp in zip(batch, logps):
+                top_ids, top_p = topk_renormalised(lp, k)
+                o, n = index[u]
+                ids[o:o + n] = top_ids.cpu().numpy()
+                probs[o:o + n] = top_p.cpu().numpy()
+        ids.flush()
+        probs.flush()
+        del ids, probs
+    write_json(out_dir / "index.json", {"utts": index, "frames": offset, "top_k": k,
+                                        "temperature": temperature, **(meta or {})})
+    mark_done(out_dir)
+    return out_dir
+
+
+def load_soft_cache(cache_dir, utts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids int64 [N, k], log-probs [N, k]) for `utts` back to back, in the given order."""
+    cache_dir = Path(cache_dir)
+    if not is_done(cache_dir):
+        raise FileNotFoundError(f"{cache_dir}: no complete soft-target cache")
+    index = json.loads((cache_dir / "index.json").read_text())["utts"]
+    ids = np.load(cache_dir / "ids.npy", mmap_mode="r")
+    probs = np.load(cache_dir / "probs.npy", mmap_mode="r")
+    missing = [u for u in utts if u not in index]
+    if missing:
+        raise ValueError(f"{cache_dir}: utterance '{missing[0]}' is not in the cache "
+                         f"({len(missing)} missing)")
+    rows = np.concatenate([np.arange(o, o + n) for o, n in (index[u] for u in utts)])
+    logp = torch.from_numpy(np.log(np.maximum(probs[rows], 1e-30)))
+    return torch.from_numpy(ids[rows].astype(np.int64)), logp
