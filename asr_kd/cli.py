@@ -5,10 +5,13 @@
     asr-kd compute-feats DATA_DIR --config conf/fbank.yaml
     asr-kd train-mono DATA_DIR LANG_DIR EXP_DIR --config conf/mono.yaml
     asr-kd align DATA_DIR LANG_DIR MODEL_DIR ALI_DIR --config conf/mono.yaml
-    asr-kd train-dnn DATA_DIR ALI_DIR EXP_DIR --config conf/dnn.yaml
+    asr-kd train-teachers DATA_DIR ALI_DIR EXP_ROOT --config conf/teachers.yaml
+    asr-kd train-student DATA_DIR ALI_DIR EXP_DIR --config conf/student.yaml \
+        [--teacher EXP_ROOT/ensemble/final.pt] [--set distill.temperature=5 ...]
     asr-kd make-graph LANG_DIR MODEL_DIR GRAPH_DIR --config conf/graph.yaml
     asr-kd decode --system NAME MODEL GRAPH_DIR DATA_DIR DECODE_DIR [--ali-dir ALI_DIR]
     asr-kd report EXP_DIR --corpus NAME --test-set SET
+    asr-kd evaluate RECIPE_DIR DATA_DIR --system NAME
 
 A stage whose output is marked done is skipped unless --force is given.
 """
@@ -27,10 +30,10 @@ from asr_kd.utils.logging import setup_logging
 log = logging.getLogger("asr_kd")
 
 
-def _cfg(cls, path):
+def _cfg(cls, args):
     from asr_kd.utils.config import load_config
 
-    return load_config(cls, path)
+    return load_config(cls, args.config, args.set)
 
 
 def _device(args):
@@ -60,36 +63,44 @@ def cmd_compute_feats(a):
     from asr_kd.features import FbankConfig
     from asr_kd.steps.feats import run_compute_feats
 
-    run_compute_feats(a.data_dir, _cfg(FbankConfig, a.config), _device(a), a.allow_pipes)
+    run_compute_feats(a.data_dir, _cfg(FbankConfig, a), _device(a), a.allow_pipes)
 
 
 def cmd_train_mono(a):
     from asr_kd.hmm.train_mono import MonoConfig
     from asr_kd.steps.gmm import run_train_mono
 
-    run_train_mono(a.data_dir, a.lang_dir, a.exp_dir, _cfg(MonoConfig, a.config), _device(a))
+    run_train_mono(a.data_dir, a.lang_dir, a.exp_dir, _cfg(MonoConfig, a), _device(a))
 
 
 def cmd_align(a):
     from asr_kd.hmm.train_mono import MonoConfig
     from asr_kd.steps.gmm import run_align
 
-    run_align(a.data_dir, a.lang_dir, a.model_dir, a.ali_dir, _cfg(MonoConfig, a.config),
+    run_align(a.data_dir, a.lang_dir, a.model_dir, a.ali_dir, _cfg(MonoConfig, a),
               _device(a))
 
 
-def cmd_train_dnn(a):
-    from asr_kd.steps.dnn import run_train_dnn
+def cmd_train_teachers(a):
+    from asr_kd.steps.dnn import run_train_teachers
     from asr_kd.train.trainer import TrainConfig
 
-    run_train_dnn(a.data_dir, a.ali_dir, a.exp_dir, _cfg(TrainConfig, a.config), _device(a))
+    run_train_teachers(a.data_dir, a.ali_dir, a.exp_root, _cfg(TrainConfig, a), _device(a))
+
+
+def cmd_train_student(a):
+    from asr_kd.steps.dnn import run_train_student
+    from asr_kd.train.trainer import TrainConfig
+
+    run_train_student(a.data_dir, a.ali_dir, a.exp_dir, _cfg(TrainConfig, a), _device(a),
+                      teacher=a.teacher)
 
 
 def cmd_make_graph(a):
     from asr_kd.decode.graph import GraphConfig
     from asr_kd.steps.graph import run_make_graph
 
-    run_make_graph(a.lang_dir, a.model_dir, a.graph_dir, _cfg(GraphConfig, a.config))
+    run_make_graph(a.lang_dir, a.model_dir, a.graph_dir, _cfg(GraphConfig, a))
 
 
 def cmd_decode(a):
@@ -97,13 +108,19 @@ def cmd_decode(a):
     from asr_kd.steps.decode import run_decode
 
     run_decode(a.system, a.model, a.graph_dir, a.data_dir, a.decode_dir,
-               _cfg(DecodeConfig, a.config), _device(a), ali_dir=a.ali_dir)
+               _cfg(DecodeConfig, a), _device(a), ali_dir=a.ali_dir)
 
 
 def cmd_report(a):
     from asr_kd.score.report import make_report
 
     print(make_report(a.exp_dir, a.corpus, a.test_set)["markdown"])
+
+
+def cmd_evaluate(a):
+    from asr_kd.steps.evaluate import run_evaluate
+
+    run_evaluate(a.recipe_dir, a.data_dir, a.system, _device(a), a.allow_pipes, a.force)
 
 
 # verb -> (handler, positional args, the dir whose done-marker means "skip", marker name)
@@ -113,10 +130,13 @@ VERBS = {
     "compute-feats": (cmd_compute_feats, ["data_dir"], "data_dir", "feats"),
     "train-mono": (cmd_train_mono, ["data_dir", "lang_dir", "exp_dir"], "exp_dir", "done"),
     "align": (cmd_align, ["data_dir", "lang_dir", "model_dir", "ali_dir"], "ali_dir", "done"),
-    "train-dnn": (cmd_train_dnn, ["data_dir", "ali_dir", "exp_dir"], "exp_dir", "done"),
+    "train-teachers": (cmd_train_teachers, ["data_dir", "ali_dir", "exp_root"], "exp_root",
+                       "teachers"),
+    "train-student": (cmd_train_student, ["data_dir", "ali_dir", "exp_dir"], "exp_dir", "done"),
     "make-graph": (cmd_make_graph, ["lang_dir", "model_dir", "graph_dir"], "graph_dir", "done"),
     "decode": (cmd_decode, ["model", "graph_dir", "data_dir", "decode_dir"], "decode_dir", "done"),
     "report": (cmd_report, ["exp_dir"], None, None),
+    "evaluate": (cmd_evaluate, ["recipe_dir", "data_dir"], None, None),
 }
 
 
@@ -133,11 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--force", action="store_true", help="redo a stage marked done")
         sp.add_argument("--allow-pipes", action="store_true",
                         help="run wav.scp entries that are shell pipes")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. distill.temperature=5")
         if verb == "make-lang":
             sp.add_argument("--arpa", default=None, help="ARPA LM to convert into G.fst")
             sp.add_argument("--sil-prob", type=float, default=0.5)
-        if verb == "decode":
+        if verb in ("decode", "evaluate"):
             sp.add_argument("--system", required=True, help="name in the results table")
+        if verb == "train-student":
+            sp.add_argument("--teacher", default=None,
+                            help="ensemble (or single model) giving the soft targets")
+        if verb == "decode":
             sp.add_argument("--ali-dir", default=None, help="alignments for frame accuracy")
         if verb == "report":
             sp.add_argument("--corpus", required=True)

@@ -28,9 +28,10 @@ def run_recipe(recipe_dir: Path, *args: str, timeout: int = 1200) -> subprocess.
 
 
 def copy_recipe(name: str, dest: Path) -> Path:
-    """A private copy of recipes/<name> (run.sh + conf) with local/ linked beside it, so runs
-    in tests never touch the checkout's own data/ and exp/."""
+    """A private copy of recipes/<name> (run.sh + conf) with local/ and recipes/common linked
+    beside it, so runs in tests never touch the checkout's own data/ and exp/."""
     (dest / "recipes").mkdir(parents=True)
+    (dest / "recipes" / "common").symlink_to(REPO / "recipes" / "common")
     rdir = dest / "recipes" / name
     shutil.copytree(REPO / "recipes" / name, rdir,
                     ignore=shutil.ignore_patterns("data", "exp", "corpus", "corpus.path"))

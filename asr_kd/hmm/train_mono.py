@@ -90,7 +90,10 @@ def align_batched(model: GmmHmm, graphs: dict[str, FstArrays], feats: dict[str, 
             batch.append(u)
             states += graphs[u].num_states
             i += 1
-        lls = [model.gmm.log_likelihoods(feats[u].to(dev)) * cfg.acoustic_scale for u in batch]
+        # One likelihood matmul for the whole batch, split back per utterance.
+        x = torch.cat([feats[u] for u in batch]).to(dev)
+        lls = list((model.gmm.log_likelihoods(x) * cfg.acoustic_scale).split(
+            [feats[u].shape[0] for u in batch]))
         paths, _ = viterbi_align([graphs[u] for u in batch], lls, tid_lp, tid2pdf)
         for u, p in zip(batch, paths):
             if p is None:

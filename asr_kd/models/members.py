@@ -25,6 +25,8 @@ def crop_center(model: nn.Module, x: torch.Tensor, left: int, chunk: int) -> tor
     model that needs only its own (smaller or equal) context: the window is cut to fit it."""
     lc, rc = model.left_context, model.right_context
     x = x[:, left - lc: left + chunk + rc]
+    if hasattr(model, "forward_inner"):  # a model that can skip the context frames' outputs
+        return model.forward_inner(x)
     logits = model(x, torch.full((x.shape[0],), x.shape[1], device=x.device))
     return logits[:, lc: lc + chunk]
 
@@ -78,10 +80,12 @@ class StackedMLP(nn.Module):
     def __len__(self) -> int:
         return self.weights[0].shape[0]
 
-    def forward_all(self, feats: torch.Tensor) -> torch.Tensor:
-        """[B, T, F] -> [E, B, T, P]."""
-        b, t = feats.shape[:2]
-        h = splice(feats, self.left_context, self.right_context).reshape(b * t, -1)
+    def forward_all(self, feats: torch.Tensor, pad: bool = True) -> torch.Tensor:
+        """[B, T, F] -> [E, B, T, P]; pad=False: only the frames with all their context in
+        feats, [E, B, T - left - right, P]."""
+        h = splice(feats, self.left_context, self.right_context, pad)
+        b, t = h.shape[:2]
+        h = h.reshape(b * t, -1)
         h = torch.matmul(h, self.weights[0].transpose(1, 2)) + self.biases[0][:, None]
         for w, bias in zip(self.weights[1:], self.biases[1:]):
             h = torch.relu(h)
@@ -92,7 +96,7 @@ class StackedMLP(nn.Module):
 
     def center_logits(self, x: torch.Tensor, left: int, chunk: int) -> torch.Tensor:
         lc, rc = self.left_context, self.right_context
-        return self.forward_all(x[:, left - lc: left + chunk + rc])[:, :, lc: lc + chunk]
+        return self.forward_all(x[:, left - lc: left + chunk + rc], pad=False)
 
     def member_params(self) -> list[tuple[torch.Tensor, int | None]]:
         return [(p, None) for p in self.parameters()]

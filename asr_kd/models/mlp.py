@@ -9,11 +9,13 @@ from torch import nn
 from asr_kd.models.registry import register
 
 
-def splice(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
-    """[B, T, F] -> [B, T, (left + 1 + right) * F], edge frames replicated (Kaldi's splicing)."""
-    padded = torch.cat([x[:, :1].expand(-1, left, -1), x, x[:, -1:].expand(-1, right, -1)], dim=1)
-    windows = padded.unfold(1, left + 1 + right, 1)  # [B, T, F, W]
-    return windows.transpose(2, 3).reshape(x.shape[0], x.shape[1], -1)
+def splice(x: torch.Tensor, left: int, right: int, pad: bool = True) -> torch.Tensor:
+    """[B, T, F] -> [B, T, (left + 1 + right) * F], edge frames replicated (Kaldi's splicing).
+    pad=False splices only the frames whose context is inside x: [B, T - left - right, ...]."""
+    if pad:
+        x = torch.cat([x[:, :1].expand(-1, left, -1), x, x[:, -1:].expand(-1, right, -1)], dim=1)
+    windows = x.unfold(1, left + 1 + right, 1)  # [B, T', F, W]
+    return windows.transpose(2, 3).reshape(x.shape[0], windows.shape[1], -1)
 
 
 @register("mlp")
@@ -36,3 +38,8 @@ class SplicedMLP(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         # [B, T, F] -> [B, T, (L+1+R) F] -> [B, T, num_pdfs]
         return self.net(splice(feats, self.left_context, self.right_context))
+
+    def forward_inner(self, feats: torch.Tensor) -> torch.Tensor:
+        """Logits of only the frames whose whole context is in `feats` [B, T, F]:
+        [B, T - left - right, P]. Training chunks need no more, and skip the padded frames."""
+        return self.net(splice(feats, self.left_context, self.right_context, pad=False))

@@ -1,8 +1,13 @@
-"""The results report: one table of every system decoded on a test set.
+"""The results report: every system decoded on a test set, and the distillation experiments.
 
-Reads exp/<system>/decode_<test_set>/scores.json; writes exp/RESULTS.md (for people),
-exp/results.json (for programs; the contract later stages and checks read) and
-exp/plots/results.png.
+Reads exp/<system>/decode_<test_set>/scores.json (Table 1), exp/sweep/<run>/ (temperature and
+alpha sweep) and exp/share/<run>/ (Table 5: students on a share of the training data); writes
+exp/RESULTS.md (for people), exp/results.json (for programs; the contract later stages and
+checks read) and plots under exp/plots/.
+
+`kept` is the share of the ensemble's frame-accuracy gain over the hard-target student that the
+distilled student keeps: (student_kd - student_hard) / (ensemble - student_hard); the paper's
+is (60.8 - 58.9) / (61.1 - 58.9) = 0.86.
 """
 
 from __future__ import annotations
@@ -11,66 +16,202 @@ import json
 import os
 from pathlib import Path
 
+import yaml
+
 from asr_kd.utils.io import atomic_path, write_json, write_text
 
 
-def collect(exp_dir: Path, test_set: str) -> dict[str, dict]:
-    systems = {}
-    for path in sorted(exp_dir.glob(f"*/decode_{test_set}/scores.json")):
-        s = json.loads(path.read_text())
-        systems[s["system"]] = s
-    return systems
+def _scores(run_dirs, test_set: str) -> dict[str, dict]:
+    out = {}
+    for d in run_dirs:
+        path = d / f"decode_{test_set}" / "scores.json"
+        if path.exists():
+            out[d.name] = json.loads(path.read_text())
+    return out
+
+
+def _system_order(name: str):
+    """mono first, then teacher_1..teacher_E by number, ensemble, the students, the rest."""
+    if name.startswith("teacher_") and name[8:].isdigit():
+        return (1, int(name[8:]), "")
+    rank = {"mono": 0, "ensemble": 2, "student_hard": 3, "student_kd": 4}
+    return (rank.get(name, 5), 0, name)
+
+
+def kept_share(systems: dict) -> float | None:
+    try:
+        kd, hard, ens = (systems[n]["frame_acc"] for n in ("student_kd", "student_hard",
+                                                            "ensemble"))
+    except KeyError:
+        return None
+    if None in (kd, hard, ens) or ens == hard:
+        return None
+    return round((kd - hard) / (ens - hard), 4)
 
 
 def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
-    exp_dir = Path(exp_dir)
-    systems = collect(exp_dir, test_set)
-    if not systems:
-        raise FileNotFoundError(f"{exp_dir}: no */decode_{test_set}/scores.json to report")
-    rel = {n: os.path.relpath(s["hyp"], recipe_dir) for n, s in systems.items()}
-    results = {"corpus": corpus, "test_set": test_set, "systems": {
-        n: {"wer": s["wer"], "frame_acc": s["frame_acc"], "params": s["params"], "hyp": rel[n],
-            "kaldi_line": s["kaldi_line"]} for n, s in systems.items()}}
-    write_json(exp_dir / "results.json", results)
-
-    lines = [f"# Results: {corpus}, {test_set}", "",
-             "| system | WER % | errors | frame acc % | params | decode RTFx |",
-             "|---|---|---|---|---|---|"]
+def _table1(systems: dict, kept) -> list[str]:
+    lines = ["| system | WER % | errors | frame acc % | params | FLOPs/frame | decode RTFx |",
+             "|---|---|---|---|---|---|---|"]
     for n, s in systems.items():
         det = s["wer_detail"]
         lines.append(f"| {n} | {s['wer']:.2f} | {det['errors']} / {det['words']} "
                      f"({det['ins']} ins, {det['dels']} del, {det['subs']} sub) | "
                      f"{_fmt(s['frame_acc'], '.2f')} | {s['params']:,} | "
+                     f"{_fmt(s.get('flops_per_frame'), ',')} | "
                      f"{_fmt(s.get('search_rtfx'), '.0f')} |")
+    if kept is not None:
+        lines += ["", f"kept = (student_kd - student_hard) / (ensemble - student_hard) in "
+                      f"frame accuracy = **{kept:.2f}** (paper: 0.86)"]
+    return lines
+
+
+def _run_info(run_dir: Path) -> dict:
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    hist = json.loads((run_dir / "history.json").read_text())
+    train_eval = run_dir / "train_eval.json"
+    return {"cfg": cfg, "history": hist,
+            "train": json.loads(train_eval.read_text()) if train_eval.exists() else None}
+
+
+def _sweep(exp_dir: Path, test_set: str) -> list[dict]:
+    rows = []
+    for name, s in _scores(sorted((exp_dir / "sweep").glob("*")), test_set).items():
+        cfg = _run_info(exp_dir / "sweep" / name)["cfg"]["distill"]
+        rows.append({"run": name, "temperature": cfg["temperature"], "alpha": cfg["alpha"],
+                     "frame_acc": s["frame_acc"], "wer": s["wer"]})
+    return sorted(rows, key=lambda r: (r["alpha"], r["temperature"]))
+
+
+def _share(exp_dir: Path, test_set: str) -> list[dict]:
+    rows = []
+    for name, s in _scores(sorted((exp_dir / "share").glob("*")), test_set).items():
+        info = _run_info(exp_dir / "share" / name)
+        rows.append({"run": name, "targets": "soft" if info["cfg"]["distill"]["alpha"] > 0
+                     else "hard", "percent": round(100 * info["cfg"]["utt_fraction"], 2),
+                     "utts": info["train"]["utts"], "pdfs_seen": info["train"]["pdfs_seen"],
+                     "train_frame_acc": info["train"]["frame_acc"],
+                     "test_frame_acc": s["frame_acc"], "wer": s["wer"],
+                     "valid_acc_by_epoch": [h["members"][0]["valid_acc"]
+                                            for h in info["history"]],
+                     "train_acc_by_epoch": [h["members"][0]["train_acc"]
+                                            for h in info["history"]]})
+    return sorted(rows, key=lambda r: (r["percent"], r["targets"]))
+
+
+def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
+    exp_dir = Path(exp_dir)
+    systems = _scores(sorted((p for p in exp_dir.glob("*") if p.is_dir()),
+                             key=lambda p: _system_order(p.name)), test_set)
+    if not systems:
+        raise FileNotFoundError(f"{exp_dir}: no */decode_{test_set}/scores.json to report")
+    kept = kept_share(systems)
+    results = {"corpus": corpus, "test_set": test_set, "systems": {
+        n: {"wer": s["wer"], "frame_acc": s["frame_acc"], "params": s["params"],
+            "flops_per_frame": s.get("flops_per_frame"),
+            "hyp": os.path.relpath(s["hyp"], recipe_dir), "kaldi_line": s["kaldi_line"]}
+        for n, s in systems.items()}, "kept": kept}
+    lines = [f"# Results: {corpus}, {test_set}", "", "## Table 1: every system", ""]
+    lines += _table1(systems, kept)
     lines += ["", "Kaldi-format lines:", "", "```"]
     lines += [f"{n}: {s['kaldi_line']}" for n, s in systems.items()]
     lines += ["```", ""]
+    _plot_systems(exp_dir / "plots" / "results.png", systems, f"{corpus} — {test_set}")
+
+    sweep = _sweep(exp_dir, test_set)
+    if sweep:
+        results["sweep"] = sweep
+        lines += ["## Temperature and alpha sweep (student_kd's model and schedule)", "",
+                  "| T | alpha | frame acc % | WER % |", "|---|---|---|---|"]
+        lines += [f"| {r['temperature']:g} | {r['alpha']:g} | {_fmt(r['frame_acc'], '.2f')} | "
+                  f"{r['wer']:.2f} |" for r in sweep]
+        lines.append("")
+        _plot_sweep(exp_dir / "plots" / "temperature.png", sweep, systems)
+    share = _share(exp_dir, test_set)
+    if share:
+        results["share"] = share
+        lines += ["## Table 5: students on a share of the training utterances", "",
+                  "| share | targets | utterances | pdfs seen | train frame acc % | "
+                  "test frame acc % | WER % |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['percent']:g}% | {r['targets']} | {r['utts']} | {r['pdfs_seen']} | "
+                  f"{r['train_frame_acc']:.2f} | {_fmt(r['test_frame_acc'], '.2f')} | "
+                  f"{r['wer']:.2f} |" for r in share]
+        lines.append("")
+        _plot_share(exp_dir / "plots" / "share.png", share)
+
     table = "\n".join(lines)
+    write_json(exp_dir / "results.json", results)
     write_text(exp_dir / "RESULTS.md", table)
-    _plot(exp_dir / "plots" / "results.png", systems, corpus, test_set)
     return {"results": results, "markdown": table}
 
 
-def _plot(path: Path, systems: dict, corpus: str, test_set: str) -> None:
+def _figure(ncols: int, width: float = 4.0):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(systems)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-    axes[0].bar(names, [systems[n]["wer"] for n in names], color="tab:red")
-    axes[0].set_ylabel("WER %")
-    accs = [systems[n]["frame_acc"] or 0.0 for n in names]
-    axes[1].bar(names, accs, color="tab:blue")
-    axes[1].set_ylabel("frame accuracy %")
-    fig.suptitle(f"{corpus} — {test_set}")
+    return plt, *plt.subplots(1, ncols, figsize=(width * ncols, 3.2))
+
+
+def _save(plt, fig, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def _plot_systems(path: Path, systems: dict, title: str) -> None:
+    plt, fig, axes = _figure(2, 0.5 * len(systems) + 2.5)
+    names = list(systems)
+    axes[0].bar(names, [systems[n]["wer"] for n in names], color="tab:red")
+    axes[0].set_ylabel("WER %")
+    axes[1].bar(names, [systems[n]["frame_acc"] or 0.0 for n in names], color="tab:blue")
+    axes[1].set_ylabel("frame accuracy %")
+    accs = [systems[n]["frame_acc"] for n in names if systems[n]["frame_acc"]]
+    if accs:
+        axes[1].set_ylim(min(accs) - 3, max(accs) + 1)
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=60)
+    fig.suptitle(title)
+    _save(plt, fig, path)
+
+
+def _plot_sweep(path: Path, sweep: list[dict], systems: dict) -> None:
+    plt, fig, ax = _figure(1, 5.0)
+    for alpha in sorted({r["alpha"] for r in sweep}):
+        rows = [r for r in sweep if r["alpha"] == alpha]
+        if len(rows) > 1:
+            ax.plot([r["temperature"] for r in rows], [r["frame_acc"] for r in rows], "o-",
+                    label=f"student, alpha {alpha:g}")
+        else:
+            ax.plot(rows[0]["temperature"], rows[0]["frame_acc"], "s",
+                    label=f"student, alpha {alpha:g}")
+    for name, style in (("ensemble", "k--"), ("student_hard", "r:")):
+        if name in systems and systems[name]["frame_acc"] is not None:
+            ax.axhline(systems[name]["frame_acc"], linestyle=style[1:], color=style[0],
+                       label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("temperature T")
+    ax.set_ylabel("test frame accuracy %")
+    ax.legend(fontsize=7)
+    _save(plt, fig, path)
+
+
+def _plot_share(path: Path, share: list[dict]) -> None:
+    plt, fig, axes = _figure(2, 4.5)
+    for r in share:
+        epochs = range(1, len(r["valid_acc_by_epoch"]) + 1)
+        label = f"{r['percent']:g}% {r['targets']}"
+        axes[0].plot(epochs, r["train_acc_by_epoch"], "o-", label=label)
+        axes[1].plot(epochs, r["valid_acc_by_epoch"], "o-", label=label)
+    axes[0].set_title("train frame accuracy (own share)")
+    axes[1].set_title("held-out frame accuracy")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    _save(plt, fig, path)

@@ -59,7 +59,9 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
     audio_s = frames * 0.01
     scores = {"system": system, "model": str(model_path), "data": str(data_dir),
               "wer": round(wer.wer, 4), "frame_acc": None if acc is None else round(acc, 4),
-              "params": model.num_params, "hyp": str(out_dir / "hyp.txt"),
+              "params": model.num_params,
+              "flops_per_frame": model.flops_per_frame(next(iter(feats.values())).shape[1]),
+              "hyp": str(out_dir / "hyp.txt"),
               "wer_detail": wer.to_dict(), "kaldi_line": wer.kaldi_line(),
               "frames": frames, "model_seconds": round(t_model, 3),
               "search_seconds": round(t_search, 3),

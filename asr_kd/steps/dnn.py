@@ -1,29 +1,112 @@
-"""Stage 6: a DNN acoustic model trained with frame-level cross-entropy on the alignments."""
+"""Stages 6 and 7: the teacher ensemble, and students distilled from it (or trained on hard
+targets alone as the baseline).
+
+Stage 6 writes exp/teachers/ (checkpoints, history), exp/teacher_<k>/final.pt for each member
+and exp/ensemble/final.pt, and marks exp/.teachers when all are there. Stage 7 writes
+exp/<student>/final.pt, history.json and train_eval.json (frame accuracy on the utterances it
+trained on: the Table 5 "train" column).
+"""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
-from asr_kd.models.acoustic import DnnAcousticModel, read_priors
-from asr_kd.steps.common import load_dir_feats, num_pdfs_of, read_alignments
-from asr_kd.train.trainer import TrainConfig, train_frame_ce
+from asr_kd.models.acoustic import (
+    DnnAcousticModel,
+    EnsembleAcousticModel,
+    load_acoustic_model,
+    read_priors,
+)
+from asr_kd.models.members import LoopMembers, StackedMLP, can_stack
+from asr_kd.steps.common import as_tensors, load_dir_feats, num_pdfs_of, read_alignments
+from asr_kd.train.chunks import ChunkSet
+from asr_kd.train.soft_cache import cache_dir_for, load_soft_cache, write_soft_cache
+from asr_kd.train.trainer import TrainConfig, evaluate_members, split_utts, train_members
 from asr_kd.utils.config import save_config
-from asr_kd.utils.io import clear_done, mark_done, write_json
+from asr_kd.utils.io import clear_done, is_done, mark_done, write_json
 
 log = logging.getLogger(__name__)
 
 
-def run_train_dnn(data_dir, ali_dir, exp_dir, cfg: TrainConfig, device) -> None:
-    exp_dir = Path(exp_dir)
-    clear_done(exp_dir)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, exp_dir / "config.yaml")
+def _train(data_dir, ali_dir, train_dir: Path, cfg: TrainConfig, device, teacher=None):
+    train_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, train_dir / "config.yaml")
     _, feats = load_dir_feats(data_dir)
     targets = read_alignments(ali_dir)
     num_pdfs = num_pdfs_of(ali_dir)
-    net, history = train_frame_ce(cfg, feats, targets, num_pdfs, exp_dir, device)
-    model = DnnAcousticModel(net, cfg.model, read_priors(Path(ali_dir) / "priors"))
-    model.save(exp_dir / "final.pt", input_dim=next(iter(feats.values())).shape[1])
+    teachers = cache = None
+    if cfg.distill.uses_teachers:
+        if teacher is None:
+            raise ValueError(f"{train_dir}: distill.alpha > 0 needs a teacher (--teacher)")
+        if cfg.distill.source == "topk":
+            cache = _soft_cache(teacher, feats, cfg, device)
+        else:
+            teachers = _teacher_members(teacher, device)
+    nets, history = train_members(cfg, feats, targets, num_pdfs, train_dir, device,
+                                  teachers=teachers, cache=cache)
+    priors = read_priors(Path(ali_dir) / "priors")
+    models = [DnnAcousticModel(net, spec, priors) for net, spec in zip(nets, cfg.member_specs())]
+    input_dim = next(iter(feats.values())).shape[1]
+    return models, history, input_dim, (feats, targets)
+
+
+def _teacher_members(teacher_path, device):
+    teacher = load_acoustic_model(teacher_path, device)
+    members = teacher.members if isinstance(teacher, EnsembleAcousticModel) else [teacher]
+    nets = [m.net for m in members]
+    if device.type == "cuda" and can_stack([m.spec for m in members]):
+        return StackedMLP(nets)
+    return LoopMembers(nets)
+
+
+def _soft_cache(teacher_path, feats, cfg: TrainConfig, device):
+    d = cfg.distill
+    cache_dir = cache_dir_for(teacher_path, d.temperature, d.top_k, d.combine)
+    if not is_done(cache_dir):
+        teacher = load_acoustic_model(teacher_path, device)
+        if not isinstance(teacher, EnsembleAcousticModel):
+            teacher = EnsembleAcousticModel([teacher])
+        teacher.combine = d.combine
+        log.info("caching top-%d soft targets at T=%g in %s", d.top_k, d.temperature, cache_dir)
+        write_soft_cache(cache_dir, teacher, as_tensors(feats), d.temperature, d.top_k,
+                         meta={"teacher": str(teacher_path), "combine": d.combine})
+    return lambda utts: load_soft_cache(cache_dir, utts)
+
+
+def run_train_teachers(data_dir, ali_dir, exp_root, cfg: TrainConfig, device) -> None:
+    exp_root = Path(exp_root)
+    train_dir = exp_root / "teachers"
+    clear_done(exp_root, "teachers")
+    # Soft targets cached from an earlier ensemble would no longer be this one's.
+    shutil.rmtree(exp_root / "ensemble" / "soft_targets", ignore_errors=True)
+    models, history, input_dim, _ = _train(data_dir, ali_dir, train_dir, cfg, device)
+    for k, m in enumerate(models, 1):
+        m.save(exp_root / f"teacher_{k}" / "final.pt", input_dim)
+    EnsembleAcousticModel(models).save(exp_root / "ensemble" / "final.pt", input_dim)
+    write_json(train_dir / "history.json", history)
+    mark_done(exp_root, "teachers")
+
+
+def run_train_student(data_dir, ali_dir, exp_dir, cfg: TrainConfig, device,
+                      teacher=None) -> None:
+    exp_dir = Path(exp_dir)
+    clear_done(exp_dir)
+    if cfg.members != 1:
+        raise ValueError(f"{exp_dir}: a student is one model; got members={cfg.members}")
+    (model,), history, input_dim, (feats, targets) = _train(data_dir, ali_dir, exp_dir, cfg,
+                                                            device, teacher)
+    model.save(exp_dir / "final.pt", input_dim)
     write_json(exp_dir / "history.json", history)
+    # Frame accuracy on exactly the utterances it trained on (Table 5's "train" column).
+    train_utts, _ = split_utts([u for u in feats if u in targets], cfg)
+    net = model.net
+    data = ChunkSet({u: feats[u] for u in train_utts}, targets, net.left_context,
+                    net.right_context, cfg.chunk_size, device)
+    _, acc = evaluate_members(LoopMembers([net]), data, 1024)
+    pdfs_seen = len({int(p) for u in train_utts for p in targets[u]})
+    write_json(exp_dir / "train_eval.json", {"utts": len(train_utts), "frames": data.num_frames,
+                                             "frame_acc": round(acc[0], 4),
+                                             "pdfs_seen": pdfs_seen})
     mark_done(exp_dir)

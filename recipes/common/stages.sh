@@ -1,0 +1,96 @@
+# The stages every asr-kd recipe shares, from the lang dir to the results (stages 2-12).
+# Sourced by recipes/<corpus>/run.sh after it has parsed its options, run stages 0-1 (corpus and
+# data dirs, data/local/dict, data/local/lm.arpa) and set:
+#   train, test       data dir names under data/
+#   device            --device for every stage
+#   temperatures      temperature sweep (stage 11), e.g. "1 2 5 10"
+#   alphas            alpha sweep at conf/student.yaml's temperature (stage 11)
+#   shares            percent of the training utterances for Table 5 (stage 12), e.g. "3"
+#   corpus            the corpus name in the report
+#   conf_dir          an overlay of conf/: a file there replaces conf/'s (e.g. conf_ci, conf_paper)
+# and the functions log, run (see recipes/yesno/run.sh).
+
+# conf NAME: the config file to use, from the overlay when it has one.
+conf() { if [ -f "$conf_dir/$1" ]; then echo "$conf_dir/$1"; else echo "conf/$1"; fi; }
+
+asr="python -m asr_kd"
+dev="--device $device"
+ali=exp/mono_ali_$train
+
+# decode_system NAME MODEL DECODE_DIR: decode the test set with one system.
+decode_system() {
+  local cf; cf=$(conf decode_dnn.yaml)
+  case "$2" in *.mdl) cf=$(conf decode_gmm.yaml) ;; esac
+  $asr decode --system "$1" "$2" exp/graph data/$test "$3" --ali-dir exp/mono_ali_$test \
+    --config "$cf" $dev
+}
+
+# student NAME [--set KEY=VALUE ...]: train one student on the ensemble and decode it.
+student() {
+  local dir=$1; shift
+  $asr train-student data/$train $ali "$dir" --config "$(conf student.yaml)" \
+    --teacher exp/ensemble/final.pt "$@" $dev
+  decode_system "$(basename "$dir")" "$dir/final.pt" "$dir/decode_$test"
+}
+
+report() { $asr report exp --corpus "$corpus" --test-set "$test"; }
+
+if run 2; then
+  log "Stage 2: lang dir (lexicon, topology, L, G from the ARPA LM)"
+  $asr make-lang data/local/dict data/lang --arpa data/local/lm.arpa
+fi
+if run 3; then
+  log "Stage 3: fbank + CMVN"
+  for set in $train $test; do $asr compute-feats data/$set --config "$(conf fbank.yaml)" $dev; done
+fi
+if run 4; then
+  log "Stage 4: monophone GMM-HMM"
+  $asr train-mono data/$train data/lang exp/mono --config "$(conf mono.yaml)" $dev
+fi
+if run 5; then
+  log "Stage 5: forced alignment (DNN targets; test alignments for frame accuracy)"
+  for set in $train $test; do
+    $asr align data/$set data/lang exp/mono exp/mono_ali_$set --config "$(conf mono.yaml)" $dev
+  done
+fi
+if run 6; then
+  log "Stage 6: teacher ensemble (exp/teacher_k, exp/ensemble)"
+  $asr train-teachers data/$train $ali exp --config "$(conf teachers.yaml)" $dev
+fi
+if run 7; then
+  log "Stage 7: students: hard targets only, and distilled from the ensemble"
+  $asr train-student data/$train $ali exp/student_hard --config "$(conf student.yaml)" \
+    --set distill.alpha=0 $dev
+  $asr train-student data/$train $ali exp/student_kd --config "$(conf student.yaml)" \
+    --teacher exp/ensemble/final.pt $dev
+fi
+if run 8; then
+  log "Stage 8: decoding graph HCLG"
+  $asr make-graph data/lang exp/mono exp/graph --config "$(conf graph.yaml)"
+fi
+if run 9; then
+  log "Stage 9: decode $test with every system"
+  for dir in exp/mono exp/teacher_* exp/ensemble exp/student_hard exp/student_kd; do
+    model=$dir/final.pt; [ -f "$model" ] || model=$dir/final.mdl
+    decode_system "$(basename "$dir")" "$model" "$dir/decode_$test"
+  done
+fi
+if run 10; then
+  log "Stage 10: results (Table 1)"
+  report
+fi
+if run 11; then
+  log "Stage 11: temperature sweep (T = $temperatures) and alpha sweep (alpha = $alphas)"
+  for t in $temperatures; do student exp/sweep/T$t --set distill.temperature="$t"; done
+  for a in $alphas; do student exp/sweep/alpha$a --set distill.alpha="$a"; done
+  report
+fi
+if run 12; then
+  log "Stage 12: Table 5: students on $shares% of the training utterances, hard vs soft"
+  for p in $shares; do
+    f=$(python -c "print($p / 100)")
+    student exp/share/hard_p$p --set utt_fraction="$f" --set distill.alpha=0
+    student exp/share/kd_p$p --set utt_fraction="$f"
+  done
+  report
+fi

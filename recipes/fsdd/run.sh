@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# FSDD (Free Spoken Digit Dataset): one spoken digit per utterance, 4 speakers, 8 kHz.
+# Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
+# Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
+#   [--corpus-dir DIR] [--split takes|speaker] [--conf-dir conf|conf_paper]
+set -euo pipefail
+
+stage=0
+stop_stage=12
+device=auto
+corpus_dir=     # a local copy (recordings/); empty: ../shared/corpora/fsdd, else download
+split=takes     # takes: takes 0-4 of every digit and speaker are the test set; speaker: theo
+conf_dir=conf
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
+    --corpus-dir) corpus_dir=$2; shift 2 ;;
+    --split) split=$2; shift 2 ;;
+    --conf-dir) conf_dir=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 1 ;;
+  esac
+done
+
+log() { echo "$(date '+%H:%M:%S') run.sh: $*"; }
+run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+corpus=fsdd
+train=train
+test=test
+temperatures="1 2 5 10"
+alphas="0.2 0.8"
+shares=3
+
+if run 0; then
+  log "Stage 0: find or download the corpus"
+  python ../../local/fsdd.py download --dest corpus ${corpus_dir:+--corpus-dir "$corpus_dir"} \
+    > corpus.path
+fi
+if run 1; then
+  log "Stage 1: data dirs ($split split), CMUdict lexicon, one-digit grammar"
+  python ../../local/fsdd.py prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
+    --split "$split"
+fi
+. ../common/stages.sh

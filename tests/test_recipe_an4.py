@@ -1,0 +1,31 @@
+"""The AN4 recipe (continuous speech, a trigram LM) end to end on real audio, CI config,
+stages 0-10: monophone GMM, a small teacher ensemble, both students, Table 1."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from tests.conftest import copy_recipe, corpus, run_recipe
+
+
+def test_an4_recipe_table1(tmp_path):
+    corpus("an4")
+    rdir = copy_recipe("an4", tmp_path)
+    proc = run_recipe(rdir, "--device", "cpu", "--conf-dir", "conf_ci", "--stop-stage", "10",
+                      timeout=2400)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
+    assert proc.returncode == 0, "an4 recipe failed"
+    results = json.loads((rdir / "exp/results.json").read_text())
+    systems = results["systems"]
+    assert set(systems) == {"mono", "teacher_1", "teacher_2", "teacher_3", "ensemble",
+                            "student_hard", "student_kd"}
+    for s in systems.values():
+        assert " / 773, " in s["kaldi_line"]  # every test word scored
+        assert len((rdir / s["hyp"]).read_text().splitlines()) == 130
+    # The CI schedule is half of Kaldi's (full schedule: 8.28%); Kaldi's own mono is 10.61%.
+    assert systems["mono"]["wer"] < 13.0, systems["mono"]["kaldi_line"]
+    teachers = [systems[f"teacher_{k}"]["frame_acc"] for k in (1, 2, 3)]
+    assert systems["ensemble"]["frame_acc"] > max(teachers)
+    assert systems["ensemble"]["wer"] < systems["mono"]["wer"]
