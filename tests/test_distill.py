@@ -101,6 +101,28 @@ def test_kd_loss_topk_forms():
                   soft_ids=torch.tensor(ids2, dtype=torch.int32))
     assert math.isclose(float(got), want, rel_tol=1e-5)
     assert not math.isclose(float(got), float(dense), rel_tol=1e-3)
+    # With the kept mass, the KL is over k + 1 bins: the two ids and "the rest" (whose student
+    # probability is 1 - its probabilities at the kept ids).
+    mass = [sum(row) for row in kept]
+    want_bins = 0.0
+    for f, (zf, y) in enumerate(zip(Z, HARD)):
+        if y < 0:
+            continue
+        q = _softmax(zf, 2.0)
+        q_rest = 1 - sum(q[i] for i in ids2[f])
+        want_bins += sum(p * math.log(p / q[i]) for p, i in zip(kept[f], ids2[f]))
+        want_bins += (1 - mass[f]) * math.log((1 - mass[f]) / q_rest)
+    n = sum(y >= 0 for y in HARD)
+    ce = -sum(math.log(_softmax(zf)[y]) for zf, y in zip(Z, HARD) if y >= 0) / n
+    want_bins = 0.6 * ce + 0.4 * 4.0 * want_bins / n
+    got_bins = kd_loss(z, hard, cfg, soft_logp=torch.tensor(renorm).log(),
+                       soft_ids=torch.tensor(ids2, dtype=torch.int32),
+                       soft_mass=torch.tensor(mass))
+    assert math.isclose(float(got_bins), want_bins, rel_tol=1e-5)
+    # k = P holds all the mass: the k + 1-bin form is the dense one.
+    full = kd_loss(z, hard, cfg, soft_logp=logp.gather(-1, ids), soft_ids=ids.to(torch.int32),
+                   soft_mass=torch.ones(3))
+    assert math.isclose(float(full), float(dense), rel_tol=1e-5)
 
 
 def test_kd_loss_mse_mode():
@@ -312,10 +334,10 @@ def test_soft_cache_round_trip(tmp_path):
     feats = {u: torch.randn(n, feat_dim, generator=g) for u, n in lengths.items()}
     out = write_soft_cache(tmp_path / "cache", ens, feats, t, 3, batch_size=3)
     want = ["u3", "u1", "u4"]
-    ids, logp = load_soft_cache(out, want)
+    ids, logp, mass = load_soft_cache(out, want)
     assert ids.dtype == torch.int64 and ids.shape == logp.shape == (10 + 7 + 5, 3)
     assert torch.allclose(logp.exp().sum(-1), torch.ones(len(ids)), atol=1e-5)
-    exp_ids, exp_logp = [], []
+    exp_ids, exp_logp, exp_mass = [], [], []
     for u in want:
         with torch.no_grad():  # each utterance alone, unpadded
             z = torch.stack([m.net(feats[u][None])[0] for m in ens.members])
@@ -324,8 +346,11 @@ def test_soft_cache_round_trip(tmp_path):
         kept = np.take_along_axis(p, top, -1)
         exp_ids.append(top)
         exp_logp.append(np.log(kept / kept.sum(-1, keepdims=True)))
+        exp_mass.append(kept.sum(-1))
     assert np.array_equal(ids.numpy(), np.concatenate(exp_ids))
     assert np.allclose(logp.numpy(), np.concatenate(exp_logp), atol=1e-5)
+    assert np.allclose(mass.numpy(), np.concatenate(exp_mass), atol=1e-5)
+    assert (mass.numpy() < 1).all()  # 3 of 6 pdfs never hold all the mass here
     # A missing utterance is named; a cache without its done marker is refused.
     with pytest.raises(ValueError, match="utterance 'nope' is not in the cache"):
         load_soft_cache(out, ["u1", "nope"])

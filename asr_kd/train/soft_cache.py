@@ -1,7 +1,8 @@
 """A top-k soft-target cache: the ensemble run once over the training set, kept on disk.
 
-Layout of the cache dir: ids.npy (int32 [N, k]) and probs.npy (float32 [N, k], renormalised
-over the k kept) memory-mapped, utterances back to back in sorted order; index.json maps each
+Layout of the cache dir: ids.npy (int32 [N, k]), probs.npy (float32 [N, k], renormalised
+over the k kept) and mass.npy (float32 [N], the share of the distribution the k held), all
+memory-mapped, utterances back to back in sorted order; index.json maps each
 utterance to (offset, frames) and records how the targets were made (teacher, T, k, combine).
 """
 
@@ -36,39 +37,46 @@ def write_soft_cache(out_dir, teacher, feats: dict[str, torch.Tensor], temperatu
         offset += int(feats[u].shape[0])
     k = min(top_k, len(teacher.log_prior))
     with atomic_path(out_dir / "ids.npy") as ids_tmp, \
-            atomic_path(out_dir / "probs.npy") as probs_tmp:
+            atomic_path(out_dir / "probs.npy") as probs_tmp, \
+            atomic_path(out_dir / "mass.npy") as mass_tmp:
         ids = np.lib.format.open_memmap(ids_tmp, mode="w+", dtype=np.int32, shape=(offset, k))
         probs = np.lib.format.open_memmap(probs_tmp, mode="w+", dtype=np.float32,
                                           shape=(offset, k))
+        mass = np.lib.format.open_memmap(mass_tmp, mode="w+", dtype=np.float32, shape=(offset,))
         for i in tqdm(range(0, len(utts), batch_size), desc="soft targets", leave=False):
             batch = utts[i:i + batch_size]
             logps = teacher.log_posteriors([feats[u] for u in batch], temperature)
             for u, lp in zip(batch, logps):
-                top_ids, top_p = topk_renormalised(lp, k)
+                top_ids, top_p, top_mass = topk_renormalised(lp, k)
                 o, n = index[u]
                 ids[o:o + n] = top_ids.cpu().numpy()
                 probs[o:o + n] = top_p.cpu().numpy()
-        ids.flush()
-        probs.flush()
-        del ids, probs
+                mass[o:o + n] = top_mass.cpu().numpy()
+        for a in (ids, probs, mass):
+            a.flush()
+        del ids, probs, mass
     write_json(out_dir / "index.json", {"utts": index, "frames": offset, "top_k": k,
                                         "temperature": temperature, **(meta or {})})
     mark_done(out_dir)
     return out_dir
 
 
-def load_soft_cache(cache_dir, utts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids int64 [N, k], log-probs [N, k]) for `utts` back to back, in the given order."""
+def load_soft_cache(cache_dir, utts: list[str]) -> tuple[torch.Tensor, torch.Tensor,
+                                                         torch.Tensor]:
+    """(ids int64 [N, k], renormalised log-probs [N, k], kept mass [N]) for `utts` back to back,
+    in the given order."""
     cache_dir = Path(cache_dir)
     if not is_done(cache_dir):
         raise FileNotFoundError(f"{cache_dir}: no complete soft-target cache")
     index = json.loads((cache_dir / "index.json").read_text())["utts"]
     ids = np.load(cache_dir / "ids.npy", mmap_mode="r")
     probs = np.load(cache_dir / "probs.npy", mmap_mode="r")
+    mass = np.load(cache_dir / "mass.npy", mmap_mode="r")
     missing = [u for u in utts if u not in index]
     if missing:
         raise ValueError(f"{cache_dir}: utterance '{missing[0]}' is not in the cache "
                          f"({len(missing)} missing)")
     rows = np.concatenate([np.arange(o, o + n) for o, n in (index[u] for u in utts)])
     logp = torch.from_numpy(np.log(np.maximum(probs[rows], 1e-30)))
-    return torch.from_numpy(ids[rows].astype(np.int64)), logp
+    return (torch.from_numpy(ids[rows].astype(np.int64)), logp,
+            torch.from_numpy(np.asarray(mass[rows])))

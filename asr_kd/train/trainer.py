@@ -54,6 +54,9 @@ class TrainConfig:
         if self.stacked not in (None, True, False):
             raise ValueError(f"stacked: expected true, false or null (auto), got "
                              f"{self.stacked!r}")
+        if not 0 < self.utt_fraction <= 1:
+            raise ValueError(f"utt_fraction: expected a share in (0, 1], got "
+                             f"{self.utt_fraction!r}")
 
     def member_specs(self) -> list[dict]:
         specs = self.model if isinstance(self.model, list) else [self.model]
@@ -141,11 +144,12 @@ class TeacherTargets:
 class CachedTargets:
     """Soft targets for a batch, looked up in a top-k cache aligned with a ChunkSet's frames."""
 
-    def __init__(self, ids: torch.Tensor, logp: torch.Tensor):
-        self.ids, self.logp = ids, logp
+    def __init__(self, ids: torch.Tensor, logp: torch.Tensor, mass: torch.Tensor):
+        self.ids, self.logp, self.mass = ids, logp, mass
 
     def __call__(self, x, rows, left: int, chunk: int) -> dict:
-        return {"soft_ids": self.ids[rows], "soft_logp": self.logp[rows]}
+        return {"soft_ids": self.ids[rows], "soft_logp": self.logp[rows],
+                "soft_mass": self.mass[rows]}
 
 
 def _autocast(device: torch.device):
@@ -186,7 +190,7 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
     history). Checkpoints go to out_dir/epoch-N.pt; the newest one is resumed.
 
     teachers: LoopMembers/StackedMLP giving soft targets on the fly (cfg.distill.source online);
-    cache: callable (utts) -> (ids, logp) per-frame top-k soft targets in that utterance order.
+    cache: callable (utts) -> (ids, logp, mass) per-frame top-k soft targets in that order.
     """
     out_dir = Path(out_dir)
     input_dim = next(iter(feats.values())).shape[1]
@@ -214,6 +218,9 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
              sum(p.numel() for p in members.parameters()) // n, len(train_utts),
              train.num_frames, valid.num_frames, cfg.distill if soft else "off")
     opt = MemberAdam(members.member_params(), n, cfg.lr, cfg.weight_decay)
+    # On a share of the data an epoch passes over it 1/share times, so that it takes as many
+    # steps as on all of it and the schedule (and Table 5's comparison) means the same.
+    repeats = max(1, round(1 / cfg.utt_fraction))
     gen = torch.Generator().manual_seed(cfg.seed)
     best, history, start_epoch = [{"epoch": 0, "acc": -1.0} for _ in range(n)], [], 1
 
@@ -229,7 +236,8 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.time()
         members.train()
-        order = torch.randperm(len(train), generator=gen).to(device)
+        order = torch.cat([torch.randperm(len(train), generator=gen)
+                           for _ in range(repeats)]).to(device)
         tot, hits, nfr = torch.zeros(n), torch.zeros(n), 0
         for idx in tqdm(order.split(cfg.batch_size), desc=f"epoch {epoch}", leave=False):
             x, y, rows = train.batch(idx)
