@@ -3,6 +3,7 @@
 # 948 train utterances (74 speakers) and 130 test (10 other speakers).
 # Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
+#   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3]
 #   [--corpus-dir DIR] [--lm-order N] [--conf-dir conf|conf_paper]
 # Kaldi's AN4 recipe scores 10.61% WER with its monophone GMM and 5.95% with its best
 # (speaker-adapted triphone) GMM on the 773-word test set.
@@ -14,6 +15,9 @@ device=auto
 corpus_dir=     # a local copy (etc/ and wav/); empty: ../shared/corpora/an4
 lm_order=3      # Kneser-Ney n-gram on the training transcripts
 conf_dir=conf
+temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
+alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
+shares=3                  # stage 12: percent of the training utterances for Table 5
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -22,6 +26,9 @@ while [ $# -gt 0 ]; do
     --corpus-dir) corpus_dir=$2; shift 2 ;;
     --lm-order) lm_order=$2; shift 2 ;;
     --conf-dir) conf_dir=$2; shift 2 ;;
+    --temperatures) temperatures=$2; shift 2 ;;
+    --alphas) alphas=$2; shift 2 ;;
+    --shares) shares=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -32,9 +39,6 @@ run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 corpus=an4
 train=train
 test=test
-temperatures="1 2 5 10"
-alphas="0.2 0.8"
-shares=3
 
 if run 0; then
   log "Stage 0: find or download the corpus"

@@ -2,6 +2,7 @@
 # FSDD (Free Spoken Digit Dataset): one spoken digit per utterance, 4 speakers, 8 kHz.
 # Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
+#   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3]
 #   [--corpus-dir DIR] [--split takes|speaker] [--conf-dir conf|conf_paper]
 set -euo pipefail
 
@@ -11,6 +12,9 @@ device=auto
 corpus_dir=     # a local copy (recordings/); empty: ../shared/corpora/fsdd, else download
 split=takes     # takes: takes 0-4 of every digit and speaker are the test set; speaker: theo
 conf_dir=conf
+temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
+alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
+shares=3                  # stage 12: percent of the training utterances for Table 5
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -19,6 +23,9 @@ while [ $# -gt 0 ]; do
     --corpus-dir) corpus_dir=$2; shift 2 ;;
     --split) split=$2; shift 2 ;;
     --conf-dir) conf_dir=$2; shift 2 ;;
+    --temperatures) temperatures=$2; shift 2 ;;
+    --alphas) alphas=$2; shift 2 ;;
+    --shares) shares=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
@@ -29,9 +36,6 @@ run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 corpus=fsdd
 train=train
 test=test
-temperatures="1 2 5 10"
-alphas="0.2 0.8"
-shares=3
 
 if run 0; then
   log "Stage 0: find or download the corpus"
