@@ -58,7 +58,8 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
     write_text(out_dir / "wer", wer.kaldi_line() + "\n" + wer.ser_line() + "\n")
     audio_s = frames * 0.01
     scores = {"system": system, "model": str(model_path), "data": str(data_dir),
-              "wer": round(wer.wer, 4), "frame_acc": None if acc is None else round(acc, 4),
+              "wer": float(f"{wer.wer:.2f}"),  # as Kaldi's %WER line prints it
+              "frame_acc": None if acc is None else round(acc, 4),
               "params": model.num_params,
               "flops_per_frame": model.flops_per_frame(next(iter(feats.values())).shape[1]),
               "hyp": str(out_dir / "hyp.txt"),
