@@ -139,10 +139,15 @@ def can_stack(specs: list[dict]) -> bool:
     return len(specs) > 1 and all(s == specs[0] for s in specs) and specs[0]["class"] == "mlp"
 
 
-def make_members(specs: list[dict], seeds: list[int], input_dim: int, num_pdfs: int,
-                 stacked: bool) -> StackedMLP | LoopMembers:
-    """The members as one stacked module (`stacked` and same-shape MLPs) or a loop."""
-    models = build_members(specs, seeds, input_dim, num_pdfs)
+def group_members(models: list[nn.Module], specs: list[dict],
+                  stacked: bool) -> StackedMLP | LoopMembers:
+    """Built models as one stacked module (`stacked` and same-shape MLPs) or a loop."""
     if stacked and can_stack(specs):
         return StackedMLP(models)
     return LoopMembers(models)
+
+
+def make_members(specs: list[dict], seeds: list[int], input_dim: int, num_pdfs: int,
+                 stacked: bool) -> StackedMLP | LoopMembers:
+    """New members, member k seeded with seeds[k], stacked or in a loop (`group_members`)."""
+    return group_members(build_members(specs, seeds, input_dim, num_pdfs), specs, stacked)

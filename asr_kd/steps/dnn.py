@@ -19,7 +19,7 @@ from asr_kd.models.acoustic import (
     load_acoustic_model,
     read_priors,
 )
-from asr_kd.models.members import LoopMembers, StackedMLP, can_stack
+from asr_kd.models.members import LoopMembers, group_members
 from asr_kd.steps.common import as_tensors, load_dir_feats, num_pdfs_of, read_alignments
 from asr_kd.train.chunks import ChunkSet
 from asr_kd.train.soft_cache import cache_dir_for, load_soft_cache, write_soft_cache
@@ -55,10 +55,8 @@ def _train(data_dir, ali_dir, train_dir: Path, cfg: TrainConfig, device, teacher
 def _teacher_members(teacher_path, device):
     teacher = load_acoustic_model(teacher_path, device)
     members = teacher.members if isinstance(teacher, EnsembleAcousticModel) else [teacher]
-    nets = [m.net for m in members]
-    if device.type == "cuda" and can_stack([m.spec for m in members]):
-        return StackedMLP(nets)
-    return LoopMembers(nets)
+    return group_members([m.net for m in members], [m.spec for m in members],
+                         stacked=device.type == "cuda")
 
 
 def _soft_cache(teacher_path, feats, cfg: TrainConfig, device):
