@@ -29,16 +29,49 @@ def _save(path, obj: dict) -> None:
         torch.save(obj, tmp)
 
 
+def _sdpa_cpu_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
+# Attention's fused CPU kernel, which torch's counter has no formula for (it has the GPU ones).
+_CPU_ATTENTION_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
+                        _sdpa_cpu_flops}
+
+
 def flops_per_frame(net: torch.nn.Module, input_dim: int, frames: int = 64) -> int:
     """Floating-point operations (a multiply-add counts 2) per output frame, counted by torch's
-    FlopCounterMode on a `frames`-frame input, so a user's architecture is counted as well."""
+    FlopCounterMode, so a user's architecture is counted as well.
+
+    A model with `forward_inner` (cost linear in frames) is counted at its steady state: the
+    cost of `frames` more output frames, so the extra frames its hidden layers compute at a
+    chunk's edges do not count. Any other model is counted on one `frames`-frame sequence.
+    Recurrent layers run as fused kernels (mkldnn, cuDNN) that the counter does not see; they
+    are counted as their matrix-vector products: 2 x weights per frame and direction."""
     from torch.utils.flop_counter import FlopCounterMode
 
     dev = next(net.parameters()).device
-    x = torch.zeros(1, frames, input_dim, device=dev)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(x, torch.tensor([frames], device=dev))
-    return round(counter.get_total_flops() / frames)
+    rnns = {n: m for n, m in net.named_modules() if isinstance(m, torch.nn.RNNBase)}
+    rnn_weights = sum(p.numel() for m in rnns.values()
+                      for n, p in m.named_parameters() if n.startswith("weight_"))
+
+    def count(t: int) -> int:
+        # With autograd on: in no_grad mode, nn.MultiheadAttention takes a fused fast path
+        # that the counter does not see.
+        with FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION_FLOPS) as counter:
+            if hasattr(net, "forward_inner"):
+                net.forward_inner(torch.zeros(1, net.left_context + t + net.right_context,
+                                              input_dim, device=dev))
+            else:
+                net(torch.zeros(1, t, input_dim, device=dev), torch.tensor([t], device=dev))
+        counts = counter.get_flop_counts()
+        in_rnns = sum(sum(counts.get(f"{type(net).__name__}.{n}", {}).values()) for n in rnns)
+        return counter.get_total_flops() - in_rnns + 2 * t * rnn_weights
+
+    if hasattr(net, "forward_inner"):
+        return round((count(2 * frames) - count(frames)) / frames)
+    return round(count(frames) / frames)
 
 
 def read_priors(path) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from asr_kd.models.layers import pad_edges
 from asr_kd.models.registry import register
 
 
@@ -13,7 +14,7 @@ def splice(x: torch.Tensor, left: int, right: int, pad: bool = True) -> torch.Te
     """[B, T, F] -> [B, T, (left + 1 + right) * F], edge frames replicated (Kaldi's splicing).
     pad=False splices only the frames whose context is inside x: [B, T - left - right, ...]."""
     if pad:
-        x = torch.cat([x[:, :1].expand(-1, left, -1), x, x[:, -1:].expand(-1, right, -1)], dim=1)
+        x = pad_edges(x, left, right)
     windows = x.unfold(1, left + 1 + right, 1)  # [B, T', F, W]
     return windows.transpose(2, 3).reshape(x.shape[0], windows.shape[1], -1)
 

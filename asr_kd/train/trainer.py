@@ -213,10 +213,12 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
         else:
             soft = TeacherTargets(teachers.to(device), cfg.distill)
     n = len(members)
-    log.info("training %d member(s) (%s, %d parameters each) on %d utterances / %d frames, "
+    log.info("training %d member(s) (%s; %s parameters) on %d utterances / %d frames, "
              "validating on %d frames; distill %s", n, type(members).__name__,
-             sum(p.numel() for p in members.parameters()) // n, len(train_utts),
-             train.num_frames, valid.num_frames, cfg.distill if soft else "off")
+             " + ".join(f"{sum(p.numel() for p in m.parameters()):,}"
+                        for m in members.to_models()),
+             len(train_utts), train.num_frames, valid.num_frames,
+             cfg.distill if soft else "off")
     opt = MemberAdam(members.member_params(), n, cfg.lr, cfg.weight_decay)
     # On a share of the data an epoch passes over it 1/share times, so that it takes as many
     # steps as on all of it and the schedule (and Table 5's comparison) means the same.
