@@ -21,8 +21,11 @@ def corpus(name: str) -> Path:
     return path
 
 
-def run_recipe(recipe_dir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+def run_recipe(recipe_dir: Path, *args: str, timeout: int = 1200,
+               pythonpath: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+    """bash run.sh ARGS in recipe_dir, with asr_kd (and `pythonpath`: a user's model code)
+    importable."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, (REPO, *pythonpath))))
     return subprocess.run(["bash", "run.sh", *args], cwd=recipe_dir, env=env, text=True,
                           capture_output=True, timeout=timeout)
 

@@ -9,22 +9,59 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from asr_kd.data import load_data_dir, write_data_dir
 from asr_kd.score.wer import compute_wer
 from tests.conftest import REPO, copy_recipe, corpus, run_recipe
 
 SYSTEMS = {"mono", "teacher_1", "teacher_2", "teacher_3", "ensemble", "student_hard",
-           "student_kd"}
+           "student_kd", "student_tdnn_hard", "student_tdnn_kd"}
+USER_MODEL = REPO / "examples" / "user_model"
+
+# The CI schedule (conf_ci), with an ensemble of mixed architectures: the paper's MLP, a
+# built-in TDNN, and a user's model from a file outside the package (examples/user_model, on
+# PYTHONPATH); and a TDNN student beside the MLP one. A recipe config, as a user writes it.
+MIXED_TEACHERS = """
+model:
+  - class: mlp
+    args: {left_context: 5, right_context: 5, hidden_dim: 256, num_layers: 2}
+  - class: tdnn
+    args: {hidden_dim: 96, layers: [[5, 1], [3, 1], [3, 3]]}
+  - class: "light_conv:LightConvNet"
+    args: {channels: 96, num_blocks: 3, kernel_size: 5, dropout: 0.0}
+members: 3
+epochs: 4
+batch_size: 128
+chunk_size: 16
+lr: 0.001
+valid_fraction: 0.1
+seed: 0
+"""
+TDNN_STUDENT = """
+model:
+  class: tdnn
+  args: {hidden_dim: 64, layers: [[5, 1], [3, 1], [3, 3]]}
+epochs: 4
+batch_size: 128
+chunk_size: 16
+lr: 0.001
+valid_fraction: 0.1
+seed: 100
+distill: {alpha: 0.5, temperature: 2.0, mode: kl, combine: arithmetic, source: topk, top_k: 20}
+"""
 
 
 @pytest.fixture(scope="session")
 def fsdd_run(tmp_path_factory):
     corpus("fsdd")
     rdir = copy_recipe("fsdd", tmp_path_factory.mktemp("fsdd"))
-    # The CI schedule, with a two-point temperature sweep (the full one is T = 1, 2, 5, 10).
+    (rdir / "conf_ci" / "teachers.yaml").write_text(MIXED_TEACHERS)
+    (rdir / "conf_ci" / "student_tdnn.yaml").write_text(TDNN_STUDENT)
+    # A two-point temperature sweep (the full one is T = 1, 2, 5, 10).
     proc = run_recipe(rdir, "--device", "cpu", "--conf-dir", "conf_ci", "--temperatures", "1 10",
-                      "--alphas", "", timeout=1800)
+                      "--alphas", "", "--students", "student student_tdnn", timeout=1800,
+                      pythonpath=(USER_MODEL,))
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
     assert proc.returncode == 0, "fsdd recipe failed"
@@ -41,17 +78,39 @@ def test_table1(fsdd_run):
     assert ens["params"] == sum(t["params"] for t in teachers)
     assert ens["flops_per_frame"] == sum(t["flops_per_frame"] for t in teachers)
     assert kd["params"] == hard["params"] < teachers[0]["params"]
-    assert ens["frame_acc"] > max(t["frame_acc"] for t in teachers)
+    assert (systems["student_tdnn_kd"]["params"] == systems["student_tdnn_hard"]["params"]
+            < teachers[1]["params"])
+    # Averaging helps: above the members' mean. With mixed members the strongest one (here
+    # the TDNN) may be as good as the ensemble (CI run: ensemble 72.52, TDNN 72.50, mean 69.67).
+    accs = [t["frame_acc"] for t in teachers]
+    assert ens["frame_acc"] > sum(accs) / len(accs) + 1.0
+    assert ens["frame_acc"] > max(accs) - 0.5
+    # The members are the three architectures asked for, the user's one included, and each
+    # was trained, saved, reloaded and decoded.
+    ckpt = torch.load(rdir / "exp/ensemble/final.pt", weights_only=True)
+    assert [m["spec"]["class"] for m in ckpt["members"]] == [
+        "mlp", "tdnn", "light_conv:LightConvNet"]
+    user = ckpt["members"][2]
+    sys.path.insert(0, str(USER_MODEL))
+    try:
+        from light_conv import LightConvNet
+    finally:
+        sys.path.remove(str(USER_MODEL))
+    net = LightConvNet(user["input_dim"], user["num_pdfs"], **user["spec"]["args"])
+    assert systems["teacher_3"]["params"] == sum(p.numel() for p in net.parameters())
     # student_kd beating student_hard is the issue's goal, not yet a reliable outcome on FSDD
     # (see the issue note), so it is reported, not asserted.
-    assert results["kept"] == pytest.approx(
-        (kd["frame_acc"] - hard["frame_acc"]) / (ens["frame_acc"] - hard["frame_acc"]),
-        abs=1e-3)
+    for student in ("student", "student_tdnn"):
+        kd, hard = systems[f"{student}_kd"]["frame_acc"], systems[f"{student}_hard"]["frame_acc"]
+        assert results["kept_by_student"][student] == pytest.approx(
+            (kd - hard) / (ens["frame_acc"] - hard), abs=1e-3)
+    assert results["kept"] == results["kept_by_student"]["student"]
     for name, s in systems.items():
         assert s["wer"] <= 5.0, (name, s["kaldi_line"])  # CI run: at most 3.0%
         assert len((rdir / s["hyp"]).read_text().splitlines()) == 200
     md = (rdir / "exp/RESULTS.md").read_text()
     assert "kept = (student_kd - student_hard) / (ensemble - student_hard)" in md
+    assert "kept = (student_tdnn_kd - student_tdnn_hard) / (ensemble - student_tdnn_hard)" in md
 
 
 def test_sweeps_and_table5(fsdd_run):

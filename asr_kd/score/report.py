@@ -7,7 +7,8 @@ checks read) and plots under exp/plots/.
 
 `kept` is the share of the ensemble's frame-accuracy gain over the hard-target student that the
 distilled student keeps: (student_kd - student_hard) / (ensemble - student_hard); the paper's
-is (60.8 - 58.9) / (61.1 - 58.9) = 0.86.
+is (60.8 - 58.9) / (61.1 - 58.9) = 0.86. `kept_by_student` gives it for every student config
+of stage 7 (student_tdnn_hard / student_tdnn_kd, ...).
 """
 
 from __future__ import annotations
@@ -30,17 +31,30 @@ def _scores(run_dirs, test_set: str) -> dict[str, dict]:
     return out
 
 
+def _student_pairs(names) -> list[str]:
+    """Student configs with both runs: "student" for student_hard/_kd, "student_tdnn" for
+    student_tdnn_hard/_kd, ...; "student" first."""
+    pairs = {n[:-5] for n in names if n.startswith("student") and n.endswith("_hard")}
+    pairs = [p for p in pairs if f"{p}_kd" in names]
+    return sorted(pairs, key=lambda p: (p != "student", p))
+
+
 def _system_order(name: str):
-    """mono first, then teacher_1..teacher_E by number, ensemble, the students, the rest."""
+    """mono first, then teacher_1..teacher_E by number, ensemble, the students (the recipe's
+    own student first, each as hard then kd), the rest."""
     if name.startswith("teacher_") and name[8:].isdigit():
         return (1, int(name[8:]), "")
-    rank = {"mono": 0, "ensemble": 2, "student_hard": 3, "student_kd": 4}
+    if name.startswith("student") and name.endswith(("_hard", "_kd")):
+        prefix, kind = name.rsplit("_", 1)
+        return (3, prefix != "student", prefix + ("0" if kind == "hard" else "1"))
+    rank = {"mono": 0, "ensemble": 2}
     return (rank.get(name, 5), 0, name)
 
 
-def kept_share(systems: dict) -> float | None:
+def kept_share(systems: dict, student: str = "student") -> float | None:
+    """(S_kd - S_hard) / (ensemble - S_hard) in frame accuracy, for student config S."""
     try:
-        kd, hard, ens = (systems[n]["frame_acc"] for n in ("student_kd", "student_hard",
+        kd, hard, ens = (systems[n]["frame_acc"] for n in (f"{student}_kd", f"{student}_hard",
                                                             "ensemble"))
     except KeyError:
         return None
@@ -53,7 +67,7 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-def _table1(systems: dict, kept) -> list[str]:
+def _table1(systems: dict, kept: dict) -> list[str]:
     lines = ["| system | WER % | errors | frame acc % | params | FLOPs/frame | decode RTFx |",
              "|---|---|---|---|---|---|---|"]
     for n, s in systems.items():
@@ -63,9 +77,11 @@ def _table1(systems: dict, kept) -> list[str]:
                      f"{_fmt(s['frame_acc'], '.2f')} | {s['params']:,} | "
                      f"{_fmt(s.get('flops_per_frame'), ',')} | "
                      f"{_fmt(s.get('search_rtfx'), '.0f')} |")
-    if kept is not None:
-        lines += ["", f"kept = (student_kd - student_hard) / (ensemble - student_hard) in "
-                      f"frame accuracy = **{kept:.2f}** (paper: 0.86)"]
+    lines += [""] if kept else []
+    for s, k in kept.items():
+        if k is not None:
+            lines.append(f"kept = ({s}_kd - {s}_hard) / (ensemble - {s}_hard) in frame "
+                         f"accuracy = **{k:.2f}** (paper: 0.86)  ")
     return lines
 
 
@@ -108,12 +124,12 @@ def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
                              key=lambda p: _system_order(p.name)), test_set)
     if not systems:
         raise FileNotFoundError(f"{exp_dir}: no */decode_{test_set}/scores.json to report")
-    kept = kept_share(systems)
+    kept = {s: kept_share(systems, s) for s in _student_pairs(systems)}
     results = {"corpus": corpus, "test_set": test_set, "systems": {
         n: {"wer": s["wer"], "frame_acc": s["frame_acc"], "params": s["params"],
             "flops_per_frame": s.get("flops_per_frame"),
             "hyp": os.path.relpath(s["hyp"], recipe_dir), "kaldi_line": s["kaldi_line"]}
-        for n, s in systems.items()}, "kept": kept}
+        for n, s in systems.items()}, "kept": kept.get("student"), "kept_by_student": kept}
     lines = [f"# Results: {corpus}, {test_set}", "", "## Table 1: every system", ""]
     lines += _table1(systems, kept)
     lines += ["", "Kaldi-format lines:", "", "```"]

@@ -3,7 +3,7 @@
 # 948 train utterances (74 speakers) and 130 test (10 other speakers).
 # Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
-#   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3]
+#   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--corpus-dir DIR] [--lm-order N] [--conf-dir conf|conf_paper]
 # Kaldi's AN4 recipe scores 10.61% WER with its monophone GMM and 5.95% with its best
 # (speaker-adapted triphone) GMM on the 773-word test set.
@@ -18,6 +18,7 @@ conf_dir=conf
 temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
 alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
 shares=3                  # stage 12: percent of the training utterances for Table 5
+students=student          # stage 7: conf/S.yaml -> exp/S_hard, exp/S_kd for each S
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -29,6 +30,7 @@ while [ $# -gt 0 ]; do
     --temperatures) temperatures=$2; shift 2 ;;
     --alphas) alphas=$2; shift 2 ;;
     --shares) shares=$2; shift 2 ;;
+    --students) students=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done

@@ -6,6 +6,8 @@
 #   temperatures      temperature sweep (stage 11), e.g. "1 2 5 10"
 #   alphas            alpha sweep at conf/student.yaml's temperature (stage 11)
 #   shares            percent of the training utterances for Table 5 (stage 12), e.g. "3"
+#   students          student configs for stage 7 (default "student"): conf/S.yaml trains
+#                     exp/S_hard and exp/S_kd, e.g. "student student_tdnn"
 #   corpus            the corpus name in the report
 #   conf_dir          an overlay of conf/: a file there replaces conf/'s (e.g. conf_ci, conf_paper)
 # and the functions log, run (see recipes/yesno/run.sh).
@@ -13,6 +15,7 @@
 # conf NAME: the config file to use, from the overlay when it has one.
 conf() { if [ -f "$conf_dir/$1" ]; then echo "$conf_dir/$1"; else echo "conf/$1"; fi; }
 
+students=${students:-student}
 asr="python -m asr_kd"
 dev="--device $device"
 ali=exp/mono_ali_$train
@@ -58,11 +61,13 @@ if run 6; then
   $asr train-teachers data/$train $ali exp --config "$(conf teachers.yaml)" $dev
 fi
 if run 7; then
-  log "Stage 7: students: hard targets only, and distilled from the ensemble"
-  $asr train-student data/$train $ali exp/student_hard --config "$(conf student.yaml)" \
-    --set distill.alpha=0 $dev
-  $asr train-student data/$train $ali exp/student_kd --config "$(conf student.yaml)" \
-    --teacher exp/ensemble/final.pt $dev
+  log "Stage 7: students ($students): hard targets only, and distilled from the ensemble"
+  for s in $students; do
+    $asr train-student data/$train $ali exp/${s}_hard --config "$(conf $s.yaml)" \
+      --set distill.alpha=0 $dev
+    $asr train-student data/$train $ali exp/${s}_kd --config "$(conf $s.yaml)" \
+      --teacher exp/ensemble/final.pt $dev
+  done
 fi
 if run 8; then
   log "Stage 8: decoding graph HCLG"
@@ -70,7 +75,8 @@ if run 8; then
 fi
 if run 9; then
   log "Stage 9: decode $test with every system"
-  for dir in exp/mono exp/teacher_* exp/ensemble exp/student_hard exp/student_kd; do
+  students_dirs=$(for s in $students; do echo exp/${s}_hard exp/${s}_kd; done)
+  for dir in exp/mono exp/teacher_* exp/ensemble $students_dirs; do
     model=$dir/final.pt; [ -f "$model" ] || model=$dir/final.mdl
     decode_system "$(basename "$dir")" "$model" "$dir/decode_$test"
   done

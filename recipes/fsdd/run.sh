@@ -2,7 +2,7 @@
 # FSDD (Free Spoken Digit Dataset): one spoken digit per utterance, 4 speakers, 8 kHz.
 # Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
-#   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3]
+#   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--corpus-dir DIR] [--split takes|speaker] [--conf-dir conf|conf_paper]
 set -euo pipefail
 
@@ -15,6 +15,7 @@ conf_dir=conf
 temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
 alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
 shares=3                  # stage 12: percent of the training utterances for Table 5
+students=student          # stage 7: conf/S.yaml -> exp/S_hard, exp/S_kd for each S
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -26,6 +27,7 @@ while [ $# -gt 0 ]; do
     --temperatures) temperatures=$2; shift 2 ;;
     --alphas) alphas=$2; shift 2 ;;
     --shares) shares=$2; shift 2 ;;
+    --students) students=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
   esac
 done
