@@ -1,6 +1,7 @@
 """The `asr-kd` command: one verb per recipe stage (also `python -m asr_kd VERB`).
 
-    asr-kd validate-data DATA_DIR
+    asr-kd validate-data DATA_DIR [--sample-rate N [--resample]] [--lang LANG_DIR] \
+        [--ali-dir ALI_DIR] [--drop-bad]
     asr-kd make-lang DICT_DIR LANG_DIR --arpa LM.arpa
     asr-kd compute-feats DATA_DIR --config conf/fbank.yaml
     asr-kd train-mono DATA_DIR LANG_DIR EXP_DIR --config conf/mono.yaml
@@ -43,12 +44,27 @@ def _device(args):
 
 
 def cmd_validate_data(a):
-    from asr_kd.data import iter_utterance_audio, load_data_dir
+    from asr_kd.data.fix import drop_bad
+    from asr_kd.data.validate import validate_data_dir
 
-    d = load_data_dir(a.data_dir, allow_pipes=a.allow_pipes)
-    n = sum(1 for _ in iter_utterance_audio(d, a.allow_pipes))
-    print(f"{a.data_dir}: OK, {len(d.utts)} utterances, {len(d.spk2utt)} speakers, "
-          f"{n} audio segments read")
+    if a.resample and a.sample_rate is None:
+        raise ValueError("--resample needs --sample-rate")
+    v = validate_data_dir(a.data_dir, allow_pipes=a.allow_pipes, sample_rate=a.sample_rate,
+                          resample=a.resample, lang_dir=a.lang, ali_dir=a.ali_dir)
+    for p in v.problems:
+        print(p, file=sys.stderr)
+    if not v.problems:
+        d = v.datadir
+        print(f"{a.data_dir}: OK, {len(d.utts)} utterances, {len(d.spk2utt)} speakers, "
+              f"{v.audio_read} audio segments read")
+        return
+    if not a.drop_bad:
+        n = len(v.problems)
+        raise ValueError(f"{a.data_dir}: {n} problem{'s' * (n > 1)}; nothing written "
+                         "(--drop-bad writes the dir without the utterances that have them)")
+    backup, kept, dropped = drop_bad(v)
+    print(f"{a.data_dir}: kept {len(kept)} of {len(kept) + len(dropped)} utterances, dropped "
+          f"{len(dropped)}" + (f"; report and original files in {backup}" if backup else ""))
 
 
 def cmd_make_lang(a):
@@ -165,6 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
                             help="ensemble (or single model) giving the soft targets")
         if verb == "decode":
             sp.add_argument("--ali-dir", default=None, help="alignments for frame accuracy")
+        if verb == "validate-data":
+            sp.add_argument("--sample-rate", type=int, default=None,
+                            help="the rate the recipe expects (fbank.yaml's sample_rate)")
+            sp.add_argument("--resample", action="store_true",
+                            help="accept other rates: the feats stage resamples them if its "
+                                 "config says resample: true")
+            sp.add_argument("--lang", default=None,
+                            help="lang dir: every transcript word must be in its words.txt")
+            sp.add_argument("--ali-dir", default=None,
+                            help="alignments (ali.ark) whose lengths must match the features")
+            sp.add_argument("--drop-bad", action="store_true",
+                            help="write the dir without the bad utterances (originals and a "
+                                 "report of each dropped one in DATA_DIR/.backup)")
         if verb == "report":
             sp.add_argument("--corpus", required=True)
             sp.add_argument("--test-set", required=True)

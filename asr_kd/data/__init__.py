@@ -1,7 +1,15 @@
 """Kaldi-style data directories and the audio they point at."""
 
 from asr_kd.data.audio import AudioError, iter_utterance_audio, read_audio
-from asr_kd.data.datadir import DataDir, DataDirError, is_pipe, load_data_dir, write_data_dir
+from asr_kd.data.datadir import (
+    DataDir,
+    DataDirError,
+    is_pipe,
+    load_data_dir,
+    raise_first,
+    write_data_dir,
+)
+from asr_kd.data.validate import Validation, validate_data_dir
 
 __all__ = [
     "AudioError",
@@ -10,6 +18,9 @@ __all__ = [
     "is_pipe",
     "iter_utterance_audio",
     "load_data_dir",
+    "raise_first",
     "read_audio",
+    "validate_data_dir",
+    "Validation",
     "write_data_dir",
 ]

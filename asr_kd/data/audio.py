@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asr_kd.data.datadir import DataDir, DataDirError, is_pipe
+from asr_kd.data.datadir import DataDir, _err, is_pipe, raise_problem
 
 # Segments may end a little past the audio (rounding in the times); like Kaldi's extract-segments
 # --max-overshoot, a small overshoot is clipped and a larger one is an error.
@@ -87,48 +87,79 @@ def read_audio(spec: str, allow_pipes: bool = False) -> tuple[np.ndarray, int]:
         if not proc.stdout:
             raise AudioError(f"audio '{spec}': command produced no output")
         return _read(io.BytesIO(proc.stdout), spec)
-    if not Path(spec).is_file():
+    if not Path(spec).exists():
         raise AudioError(f"audio '{spec}': file does not exist")
+    try:  # libsndfile would say only "System error" or "Format not recognised"
+        with open(spec, "rb") as f:
+            empty = not f.read(1)
+    except OSError as e:
+        raise AudioError(f"audio '{spec}': cannot read: {e.strerror}") from None
+    if empty:
+        raise AudioError(f"audio '{spec}': file is empty (0 bytes)")
     return _read(spec, spec)
 
 
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Band-limited (windowed sinc) resampling, as Kaldi's --allow-{down,up}sample does."""
+    import torch
+    import torchaudio.functional as F  # imported here: it takes seconds
+
+    return F.resample(torch.from_numpy(samples), from_rate, to_rate).numpy()
+
+
 def iter_utterance_audio(
-    datadir: DataDir, allow_pipes: bool = False
+    datadir: DataDir,
+    allow_pipes: bool = False,
+    sample_rate: int | None = None,
+    resample_audio: bool = False,
+    report=raise_problem,
 ) -> Iterator[tuple[str, np.ndarray, int]]:
     """Yield `(utt, samples, sample_rate)` for every utterance in sorted order.
 
     Segments are cut as samples[round(start*sr):round(end*sr)]. The last recording read is
-    cached, since the segments of one recording are adjacent in sorted order.
+    cached, since the segments of one recording are adjacent in sorted order. With
+    `sample_rate`, a recording at another rate is resampled to it if `resample_audio`, else it
+    is a problem. Problems name the wav.scp line and go to `report` (default: raised); an
+    utterance with a problem is skipped.
     """
     wav_p = datadir.path / "wav.scp"
-    cached: tuple[str, np.ndarray, int] | None = None
+    cached: tuple[str, np.ndarray | str, int] | None = None  # (rec, samples or problem, rate)
     for utt in datadir.utts:
         rec = datadir.recording_of(utt)
-        line = datadir.wav_lines.get(rec)
-        where = f"{wav_p}:{line}" if line is not None else f"{wav_p}"
         if rec not in datadir.wav:
-            raise DataDirError(f"{where}: utterance '{utt}': recording '{rec}' is not in wav.scp")
-        if cached is None or cached[0] != rec:
-            try:
-                samples, sr = read_audio(datadir.wav[rec], allow_pipes=allow_pipes)
-            except AudioError as e:
-                raise DataDirError(f"{where}: utterance '{utt}': {e}") from None
-            cached = (rec, samples, sr)
-        _, samples, sr = cached
-        if datadir.segments is None:
-            yield utt, samples, sr
+            problem = f"recording '{rec}' is not in wav.scp"
+        else:
+            if cached is None or cached[0] != rec:
+                cached = (rec, *_read_recording(datadir.wav[rec], allow_pipes, sample_rate,
+                                                resample_audio))
+            _, samples, sr = cached
+            problem = samples if isinstance(samples, str) else None
+        if problem is None and datadir.segments is not None:
+            _, start, end = datadir.segments[utt]
+            b, e = round(start * sr), round(end * sr)
+            n = len(samples)
+            if e > n + MAX_OVERSHOOT_S * sr or b >= n:
+                problem = (f"segment {start}-{end} s lies beyond the end of recording '{rec}' "
+                           f"({n / sr:.3f} s)")
+            elif min(e, n) <= b:
+                problem = f"segment {start}-{end} s is shorter than one sample"
+            samples = samples[b:min(e, n)]
+        if problem is not None:
+            report(_err(wav_p, datadir.line("wav.scp", rec), problem, utt=utt))
             continue
-        _, start, end = datadir.segments[utt]
-        b, e = round(start * sr), round(end * sr)
-        n = len(samples)
-        if e > n + MAX_OVERSHOOT_S * sr or b >= n:
-            raise DataDirError(
-                f"{where}: utterance '{utt}': segment {start}-{end} s lies beyond the end of "
-                f"recording '{rec}' ({n / sr:.3f} s)"
-            )
-        e = min(e, n)
-        if e <= b:
-            raise DataDirError(
-                f"{where}: utterance '{utt}': segment {start}-{end} s is shorter than one sample"
-            )
-        yield utt, samples[b:e], sr
+        yield utt, samples, sr
+
+
+def _read_recording(spec: str, allow_pipes: bool, sample_rate: int | None,
+                    resample_audio: bool) -> tuple[np.ndarray | str, int | None]:
+    """(samples, rate) of one wav.scp entry at `sample_rate` if given, or (problem, None)."""
+    try:
+        samples, sr = read_audio(spec, allow_pipes=allow_pipes)
+    except AudioError as e:
+        return str(e), None
+    if sample_rate is not None and sr != sample_rate:
+        if not resample_audio:
+            return (f"audio '{spec}': sample rate {sr} Hz, expected {sample_rate} Hz "
+                    "(resampling is off)"), None
+        samples, sr = resample(samples, sr, sample_rate), sample_rate
+    return samples, sr

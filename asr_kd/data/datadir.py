@@ -18,7 +18,22 @@ from asr_kd.utils.io import write_lines
 
 
 class DataDirError(ValueError):
-    """A data directory that violates Kaldi's format or consistency rules."""
+    """A data directory that violates Kaldi's format or consistency rules.
+
+    `kind`/`key` name what it is about (an "utt", "rec" or "spk" id, or None); `fix` is what
+    `validate-data --drop-bad` does about it: "drop" the utterances of that key, "rewrite" (the
+    files are written again sorted, deduplicated, spk2utt regenerated), or None: no fix.
+    """
+
+    def __init__(self, message: str, kind: str | None = None, key: str | None = None,
+                 fix: str | None = None):
+        super().__init__(message)
+        self.kind, self.key, self.fix = kind, key, fix
+
+
+# A speaker's problems are spk2utt's, which is written again from utt2spk; a problem with no
+# utterance, recording or speaker (a missing file) has no fix.
+_DEFAULT_FIX = {"utt": "drop", "rec": "drop", "spk": "rewrite", None: None}
 
 
 def _err(
@@ -28,15 +43,26 @@ def _err(
     utt: str | None = None,
     spk: str | None = None,
     rec: str | None = None,
+    fix: str | None = "default",
 ) -> DataDirError:
     where = f"{path}:{lineno}" if lineno is not None else f"{path}"
-    if utt is not None:
-        where += f": utterance '{utt}'"
-    elif spk is not None:
-        where += f": speaker '{spk}'"
-    elif rec is not None:
-        where += f": recording '{rec}'"
-    return DataDirError(f"{where}: {problem}")
+    kind, key = next(((k, v) for k, v in (("utt", utt), ("spk", spk), ("rec", rec))
+                      if v is not None), (None, None))
+    if key is not None:
+        where += f": {dict(utt='utterance', spk='speaker', rec='recording')[kind]} '{key}'"
+    return DataDirError(f"{where}: {problem}", kind, key,
+                        _DEFAULT_FIX[kind] if fix == "default" else fix)
+
+
+def raise_problem(err: DataDirError) -> None:
+    """The strict way to report a problem: stop at the first (what the stages do)."""
+    raise err
+
+
+def raise_first(problems) -> None:
+    """Raise the first problem an iterable of `DataDirError`s yields, if any."""
+    for err in problems:
+        raise err
 
 
 def is_pipe(spec: str) -> bool:
@@ -54,8 +80,9 @@ class DataDir:
     utt2spk: dict[str, str]
     spk2utt: dict[str, list[str]]
     segments: dict[str, tuple[str, float, float]] | None = None
-    # Line of each recording in wav.scp, so audio errors found later can still point at it.
-    wav_lines: dict[str, int] = field(default_factory=dict, repr=False)
+    # Line of each key per file ("wav.scp", "text", "utt2spk", ...), so problems found later
+    # (audio, words, features) can still point at it.
+    lines: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
 
     @property
     def utts(self) -> list[str]:
@@ -66,11 +93,18 @@ class DataDir:
             return self.segments[utt][0]
         return utt
 
+    def line(self, name: str, key: str) -> int | None:
+        """The line of `key` in file `name` (None if it has none there)."""
+        return self.lines.get(name, {}).get(key)
 
-def _read_table(path: Path, label: str, min_fields: int) -> dict[str, tuple[int, list[str]]]:
+
+def _read_table(
+    path: Path, label: str, min_fields: int, report=raise_problem, fix: str = "default"
+) -> dict[str, tuple[int, list[str]]]:
     """Read `<key> fields...` lines; check blank lines, field counts, duplicates and byte order.
 
     Python compares str by code point, which for UTF-8 is the same as byte order (LC_ALL=C sort).
+    A line with a problem is left out (the first of duplicates is kept), except unsorted ones.
     """
     entries: dict[str, tuple[int, list[str]]] = {}
     prev = None
@@ -78,25 +112,29 @@ def _read_table(path: Path, label: str, min_fields: int) -> dict[str, tuple[int,
         for lineno, line in enumerate(f, 1):
             fields = line.split()
             if not fields:
-                raise _err(path, lineno, "empty line")
+                report(_err(path, lineno, "empty line", fix="rewrite"))
+                continue
             key, rest = fields[0], fields[1:]
-            kw = {label: key}
+            kw = {label: key, "fix": fix}
             if key in entries:
-                raise _err(path, lineno, f"duplicate key (first on line {entries[key][0]})", **kw)
+                report(_err(path, lineno, f"duplicate key (first on line {entries[key][0]})",
+                            **kw))
+                continue
             if prev is not None and key < prev:
-                raise _err(
+                report(_err(
                     path,
                     lineno,
                     f"not sorted (keys must be in byte order; previous key '{prev}')",
-                    **kw,
-                )
+                    **{label: key, "fix": "rewrite"},
+                ))
             if len(rest) < min_fields:
-                raise _err(
+                report(_err(
                     path,
                     lineno,
                     f"expected at least {min_fields + 1} fields, got {len(fields)}",
                     **kw,
-                )
+                ))
+                continue
             entries[key] = (lineno, rest)
             prev = key
     return entries
@@ -108,10 +146,51 @@ def _require(path: Path) -> Path:
     return path
 
 
+def _audio_file_problem(spec: str) -> str | None:
+    p = Path(spec)
+    if not p.exists():
+        return f"audio file '{spec}' does not exist"
+    if not p.is_file():
+        return f"audio file '{spec}' is not a regular file"
+    try:
+        p.open("rb").close()
+    except OSError as e:
+        return f"audio file '{spec}' cannot be read: {e.strerror}"
+    return None
+
+
+def _parse_segment(rest: list[str], recs) -> tuple[str, float, float] | str:
+    """(recording, start, end) of a segments line, or what is wrong with it."""
+    if len(rest) != 3:
+        return "expected '<utterance> <recording> <start> <end>'"
+    rec, s, e = rest
+    try:
+        start, end = float(s), float(e)
+    except ValueError:
+        return f"times '{s}' '{e}' are not numbers"
+    if not (math.isfinite(start) and math.isfinite(end)) or start < 0:
+        return f"invalid times {s} {e}"
+    if end <= start:
+        return f"segment end {e} is not after start {s}"
+    if rec not in recs:
+        return f"recording '{rec}' is not in wav.scp"
+    return rec, start, end
+
+
 def load_data_dir(
-    path, allow_pipes: bool = False, require_text: bool = True, check_audio_exists: bool = True
+    path,
+    allow_pipes: bool = False,
+    require_text: bool = True,
+    check_audio_exists: bool = True,
+    report=raise_problem,
 ) -> DataDir:
-    """Parse and validate a data directory; raise `DataDirError` on the first problem."""
+    """Parse and validate a data directory; raise `DataDirError` on the first problem.
+
+    With another `report` (called with each `DataDirError`), every problem is reported and the
+    entries with problems are left out of what is returned. A missing data dir, wav.scp,
+    utt2spk or (with `require_text`) text is raised whatever `report` is: nothing else can be
+    checked without them.
+    """
     path = Path(path)
     if not path.is_dir():
         raise _err(path, None, "data directory does not exist")
@@ -121,106 +200,107 @@ def load_data_dir(
     wav_label = "rec" if has_seg else "utt"
 
     # wav.scp: one path, or a shell command ending in '|'.
-    wav_t = _read_table(_require(wav_p), wav_label, 1)
+    wav_t = _read_table(_require(wav_p), wav_label, 1, report)
     wav: dict[str, str] = {}
     for key, (ln, rest) in wav_t.items():
         kw = {wav_label: key}
         spec = " ".join(rest)
+        problem = None
         if is_pipe(spec):
             if not allow_pipes:
-                raise _err(
-                    wav_p, ln, "wav.scp entry is a shell pipe; pass --allow-pipes to run it", **kw
-                )
+                problem = "wav.scp entry is a shell pipe; pass --allow-pipes to run it"
         elif len(rest) != 1:
-            raise _err(
-                wav_p, ln, "expected '<recording> <path>' or '<recording> <command> |'", **kw
-            )
-        elif check_audio_exists and not Path(spec).is_file():
-            raise _err(wav_p, ln, f"audio file '{spec}' does not exist", **kw)
+            problem = "expected '<recording> <path>' or '<recording> <command> |'"
+        elif check_audio_exists:
+            problem = _audio_file_problem(spec)
+        if problem:
+            report(_err(wav_p, ln, problem, **kw))
+            continue
         wav[key] = spec
 
-    u2s_t = _read_table(_require(u2s_p), "utt", 1)
+    u2s_t = _read_table(_require(u2s_p), "utt", 1, report)
     utt2spk: dict[str, str] = {}
     for utt, (ln, rest) in u2s_t.items():
         if len(rest) != 1:
-            raise _err(u2s_p, ln, "expected '<utterance> <speaker>'", utt=utt)
+            report(_err(u2s_p, ln, "expected '<utterance> <speaker>'", utt=utt))
+            continue
         utt2spk[utt] = rest[0]
 
-    s2u_t = _read_table(_require(s2u_p), "spk", 1)
+    # spk2utt only restates utt2spk, so its problems are fixed by writing it again.
+    has_s2u = s2u_p.is_file()
+    s2u_t = _read_table(s2u_p, "spk", 1, report) if has_s2u else {}
+    if not has_s2u:
+        report(_err(s2u_p, None, "file does not exist", fix="rewrite"))
     spk2utt = {spk: rest for spk, (_, rest) in s2u_t.items()}
     for spk, (ln, utts) in s2u_t.items():
         seen = set()
         for utt in utts:
             if utt in seen:
-                raise _err(s2u_p, ln, f"utterance '{utt}' listed twice", spk=spk)
-            seen.add(utt)
-            if utt not in utt2spk:
-                raise _err(s2u_p, ln, f"utterance '{utt}' is not in utt2spk", spk=spk)
-            if utt2spk[utt] != spk:
-                raise _err(
+                report(_err(s2u_p, ln, f"utterance '{utt}' listed twice", spk=spk))
+            elif utt not in u2s_t:
+                report(_err(s2u_p, ln, f"utterance '{utt}' is not in utt2spk", spk=spk))
+            elif utt2spk.get(utt, spk) != spk:
+                report(_err(
                     s2u_p,
                     ln,
                     f"utterance '{utt}' belongs to speaker '{utt2spk[utt]}' in utt2spk",
                     spk=spk,
-                )
+                ))
+            seen.add(utt)
     for utt, (ln, _) in u2s_t.items():
-        spk = utt2spk[utt]
+        spk = utt2spk.get(utt)
+        if spk is None or not has_s2u:
+            continue
         if spk not in spk2utt:
-            raise _err(u2s_p, ln, f"speaker '{spk}' is not in spk2utt", utt=utt)
-        if utt not in spk2utt[spk]:
-            raise _err(u2s_p, ln, f"not listed under speaker '{spk}' in spk2utt", utt=utt)
+            report(_err(u2s_p, ln, f"speaker '{spk}' is not in spk2utt", utt=utt, fix="rewrite"))
+        elif utt not in spk2utt[spk]:
+            report(_err(u2s_p, ln, f"not listed under speaker '{spk}' in spk2utt", utt=utt,
+                        fix="rewrite"))
 
     text: dict[str, list[str]] = {}
+    text_t = {}
     if text_p.is_file():
-        for utt, (ln, words) in _read_table(text_p, "utt", 0).items():
+        text_t = _read_table(text_p, "utt", 0, report)
+        for utt, (ln, words) in text_t.items():
             if not words:
-                raise _err(text_p, ln, "empty transcript", utt=utt)
-            if utt not in utt2spk:
-                raise _err(text_p, ln, "no speaker in utt2spk", utt=utt)
-            text[utt] = words
+                report(_err(text_p, ln, "empty transcript", utt=utt))
+            elif utt not in u2s_t:
+                report(_err(text_p, ln, "no speaker in utt2spk", utt=utt))
+            else:
+                text[utt] = words
         if require_text:
             for utt, (ln, _) in u2s_t.items():
-                if utt not in text:
-                    raise _err(u2s_p, ln, "no transcript in text", utt=utt)
+                if utt not in text_t:
+                    report(_err(u2s_p, ln, "no transcript in text", utt=utt))
     elif require_text:
         raise _err(text_p, None, "file does not exist")
 
     segments = None
+    seg_t = {}
     if has_seg:
         segments = {}
-        for utt, (ln, rest) in _read_table(seg_p, "utt", 3).items():
-            if len(rest) != 3:
-                raise _err(seg_p, ln, "expected '<utterance> <recording> <start> <end>'", utt=utt)
-            rec = rest[0]
-            try:
-                start, end = float(rest[1]), float(rest[2])
-            except ValueError:
-                raise _err(
-                    seg_p, ln, f"times '{rest[1]}' '{rest[2]}' are not numbers", utt=utt
-                ) from None
-            if not (math.isfinite(start) and math.isfinite(end)) or start < 0:
-                raise _err(seg_p, ln, f"invalid times {rest[1]} {rest[2]}", utt=utt)
-            if end <= start:
-                raise _err(
-                    seg_p, ln, f"segment end {rest[2]} is not after start {rest[1]}", utt=utt
-                )
-            if rec not in wav:
-                raise _err(seg_p, ln, f"recording '{rec}' is not in wav.scp", utt=utt)
-            if utt not in utt2spk:
-                raise _err(seg_p, ln, "no speaker in utt2spk", utt=utt)
-            segments[utt] = (rec, start, end)
+        seg_t = _read_table(seg_p, "utt", 3, report)
+        for utt, (ln, rest) in seg_t.items():
+            seg = _parse_segment(rest, wav_t)
+            if isinstance(seg, str) or utt not in u2s_t:
+                report(_err(seg_p, ln, seg if isinstance(seg, str) else "no speaker in utt2spk",
+                            utt=utt))
+                continue
+            segments[utt] = seg
         for utt, (ln, _) in u2s_t.items():
-            if utt not in segments:
-                raise _err(u2s_p, ln, "no entry in segments", utt=utt)
+            if utt not in seg_t:
+                report(_err(u2s_p, ln, "no entry in segments", utt=utt))
     else:
         # Whole-recording utterances: utt2spk and wav.scp must list the same ids.
         for utt, (ln, _) in u2s_t.items():
-            if utt not in wav:
-                raise _err(u2s_p, ln, "no recording in wav.scp", utt=utt)
+            if utt not in wav_t:
+                report(_err(u2s_p, ln, "no recording in wav.scp", utt=utt))
         for utt, (ln, _) in wav_t.items():
-            if utt not in utt2spk:
-                raise _err(wav_p, ln, "no speaker in utt2spk", utt=utt)
+            if utt not in u2s_t:
+                report(_err(wav_p, ln, "no speaker in utt2spk", utt=utt))
 
+    tables = {"wav.scp": wav_t, "utt2spk": u2s_t, "spk2utt": s2u_t, "text": text_t,
+              "segments": seg_t}
     return DataDir(
         path=path,
         wav=wav,
@@ -228,7 +308,7 @@ def load_data_dir(
         utt2spk=utt2spk,
         spk2utt=spk2utt,
         segments=segments,
-        wav_lines={k: ln for k, (ln, _) in wav_t.items()},
+        lines={name: {k: ln for k, (ln, _) in t.items()} for name, t in tables.items()},
     )
 
 

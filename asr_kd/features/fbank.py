@@ -46,6 +46,9 @@ class FbankConfig:
     """Options of Kaldi's compute-fbank-feats (subset); frozen so it can key the caches."""
 
     sample_rate: int = 16000
+    # Audio at another rate: resample it to sample_rate (Kaldi's --allow-downsample and
+    # --allow-upsample) instead of refusing it.
+    resample: bool = False
     num_mel_bins: int = 40
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0

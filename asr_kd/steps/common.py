@@ -8,25 +8,21 @@ import kaldiio
 import numpy as np
 import torch
 
-from asr_kd.data import DataDir, load_data_dir
+from asr_kd.data import DataDir, load_data_dir, raise_first
+from asr_kd.data.validate import alignment_problems, feats_problems, oov_problems
 from asr_kd.features import load_feats
 from asr_kd.utils.io import atomic_path
 
 
-def load_dir_feats(data_dir, require_text: bool = True) -> tuple[DataDir, dict[str, np.ndarray]]:
-    """The data dir and its CMVN-normalised features, checked against each other."""
+def load_dir_feats(data_dir, require_text: bool = True,
+                   lang_dir=None) -> tuple[DataDir, dict[str, np.ndarray]]:
+    """The data dir and its CMVN-normalised features, checked against each other (and its
+    transcripts against the lang's words, with `lang_dir`)."""
     d = load_data_dir(data_dir, require_text=require_text, check_audio_exists=False)
-    if not (Path(data_dir) / "feats.scp").exists():
-        raise FileNotFoundError(f"{data_dir}/feats.scp: no features; run the feats stage first")
-    feats = load_feats(data_dir, d.utt2spk, apply_cmvn=True)
-    missing = [u for u in d.utts if u not in feats]
-    if missing:
-        raise ValueError(f"{data_dir}/feats.scp: utterance '{missing[0]}' has no features "
-                         f"({len(missing)} missing)")
-    for u, x in feats.items():
-        if not np.isfinite(x).all():
-            raise ValueError(f"{data_dir}/feats.scp: utterance '{u}': NaN or Inf in features")
-    return d, feats
+    if lang_dir is not None:
+        raise_first(oov_problems(d, lang_dir))
+    raise_first(feats_problems(d))
+    return d, load_feats(data_dir, d.utt2spk, apply_cmvn=True)
 
 
 def as_tensors(feats: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -45,8 +41,14 @@ def read_int_vectors(path) -> dict[str, np.ndarray]:
     return {u: np.asarray(v, dtype=np.int64) for u, v in kaldiio.load_ark(str(path))}
 
 
-def read_alignments(ali_dir) -> dict[str, np.ndarray]:
-    return read_int_vectors(Path(ali_dir) / "ali.ark")
+def read_alignments(ali_dir, d: DataDir | None = None,
+                    feats: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """ali.ark of `ali_dir`; with `d` and its `feats`, checked to have one pdf per frame."""
+    path = Path(ali_dir) / "ali.ark"
+    ali = read_int_vectors(path)
+    if d is not None:
+        raise_first(alignment_problems(d, ali, path, {u: len(x) for u, x in feats.items()}))
+    return ali
 
 
 def num_pdfs_of(ali_dir) -> int:

@@ -27,6 +27,9 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
     out_dir, graph_dir = Path(out_dir), Path(graph_dir)
     clear_done(out_dir)
     d, feats = load_dir_feats(data_dir)
+    ali = None
+    if ali_dir is not None and (Path(ali_dir) / "ali.ark").exists():
+        ali = read_alignments(ali_dir, d, feats)
     model = load_acoustic_model(model_path, device)
     decoder = ReferenceDecoder(read_fst(graph_dir / "HCLG.fst"), cfg)
     id2word = {i: w for w, i in read_symbols(graph_dir / "words.txt").items()}
@@ -51,9 +54,7 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
         log.warning("%d utterances reached no final state: %s", len(failed), " ".join(failed[:10]))
     wer = compute_wer(d.text, hyps)
     frames = sum(len(p) for p in preds.values())
-    acc = None
-    if ali_dir is not None and (Path(ali_dir) / "ali.ark").exists():
-        acc, _ = frame_accuracy(preds, read_alignments(ali_dir))
+    acc = None if ali is None else frame_accuracy(preds, ali)[0]
     write_lines(out_dir / "hyp.txt", (" ".join([u] + hyps[u]) for u in utts))
     write_text(out_dir / "wer", wer.kaldi_line() + "\n" + wer.ser_line() + "\n")
     audio_s = frames * 0.01

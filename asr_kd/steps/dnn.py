@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 
 
 def _train(data_dir, ali_dir, train_dir: Path, cfg: TrainConfig, device, teacher=None):
+    d, feats = load_dir_feats(data_dir)
+    targets = read_alignments(ali_dir, d, feats)
     train_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, train_dir / "config.yaml")
-    _, feats = load_dir_feats(data_dir)
-    targets = read_alignments(ali_dir)
     num_pdfs = num_pdfs_of(ali_dir)
     teachers = cache = None
     if cfg.distill.uses_teachers:

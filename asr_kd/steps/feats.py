@@ -19,8 +19,8 @@ def run_compute_feats(data_dir, cfg: FbankConfig, device, allow_pipes: bool = Fa
     clear_done(data_dir, "feats")
     d = load_data_dir(data_dir, allow_pipes=allow_pipes, require_text=False)
     t0 = time.time()
-    frames = compute_feats_for_data_dir(data_dir, iter_utterance_audio(d, allow_pipes),
-                                        d.utt2spk, cfg, device)
+    waves = iter_utterance_audio(d, allow_pipes, cfg.sample_rate, cfg.resample)
+    frames = compute_feats_for_data_dir(data_dir, waves, d.utt2spk, cfg, device)
     save_config(cfg, data_dir / "fbank.yaml")
     log.info("%s: %d utterances, %d frames (%.0fx real time on %s)", data_dir, len(d.utts),
              frames, frames * cfg.frame_shift_ms / 1000 / max(time.time() - t0, 1e-9), device)
