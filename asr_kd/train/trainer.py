@@ -8,8 +8,8 @@ learning rate, so both forms compute the same numbers.
 Schedule (Kaldi nnet1's "newbob" in spirit): Adam at `lr`; after an epoch whose validation
 frame accuracy improves by less than `halving_threshold` (absolute %), that member's learning
 rate halves. Each member ends with the weights of its best validation epoch. Every epoch's
-checkpoint holds the members, optimizer state, learning rates and RNG, so a killed run resumes
-where it stopped and finishes with the same numbers.
+checkpoint holds the members, optimizer state, learning rates and RNG states (data order and
+dropout), so a killed run resumes where it stopped and finishes with the same numbers.
 """
 
 from __future__ import annotations
@@ -176,11 +176,25 @@ def evaluate_members(members, data: ChunkSet, batch_size: int) -> tuple[list[flo
     return (loss / count).tolist(), (100.0 * correct / count).tolist()
 
 
-def _checkpoint(path: Path, members, opt: MemberAdam, epoch, best, history, gen):
+def _rng_state(device: torch.device) -> dict:
+    """torch's global generators, which draw the dropout masks (the data order has its own)."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _checkpoint(path: Path, members, opt: MemberAdam, epoch, best, history, gen, device):
     with atomic_path(path) as tmp:
         torch.save({"members": members.state_dict(), "optimizer": opt.state_dict(),
-                    "epoch": epoch, "best": best, "history": history, "rng": gen.get_state()},
-                   tmp)
+                    "epoch": epoch, "best": best, "history": history, "rng": gen.get_state(),
+                    "torch_rng": _rng_state(device)}, tmp)
 
 
 def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[str, np.ndarray],
@@ -232,6 +246,8 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
         members.load_state_dict(ck["members"])
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["rng"])
+        if "torch_rng" in ck:  # checkpoints from before it was kept have none
+            _set_rng_state(ck["torch_rng"], device)
         best, history, start_epoch = ck["best"], ck["history"], ck["epoch"] + 1
         log.info("resuming from %s", done[-1])
 
@@ -271,7 +287,8 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
             f"member {k + 1} lr {r['lr']:.1e} train loss {r['train_loss']:.3f} acc "
             f"{r['train_acc']:.2f}% valid CE {r['valid_loss']:.3f} acc {r['valid_acc']:.2f}%"
             for k, r in enumerate(rec["members"])))
-        _checkpoint(out_dir / f"epoch-{epoch}.pt", members, opt, epoch, best, history, gen)
+        _checkpoint(out_dir / f"epoch-{epoch}.pt", members, opt, epoch, best, history, gen,
+                    device)
 
     return _best_models(members, best, out_dir, device), history
 
