@@ -50,10 +50,11 @@ def _load_mat(rest: list[str]) -> np.ndarray | str:
         return f"cannot read '{' '.join(rest)}': {e}"
 
 
-def feats_problems(d: DataDir, frames: dict[str, int] | None = None) -> Iterator[DataDirError]:
+def feats_problems(d: DataDir, frames: dict[str, int] | None = None,
+                   mats: dict[str, np.ndarray] | None = None) -> Iterator[DataDirError]:
     """feats.scp and cmvn.scp against the data dir: every utterance has readable features with
-    no NaN/Inf, every speaker finite CMVN stats. `frames`, if given, gets each utterance's
-    number of frames."""
+    no NaN/Inf, every speaker finite CMVN stats. `frames` and `mats`, if given, get each good
+    utterance's number of frames and its matrix (read once: the stages keep them)."""
     feats_p, cmvn_p = d.path / "feats.scp", d.path / "cmvn.scp"
     for p, what in ((feats_p, "features"), (cmvn_p, "CMVN stats")):
         if not p.is_file():
@@ -79,8 +80,11 @@ def feats_problems(d: DataDir, frames: dict[str, int] | None = None) -> Iterator
         if len(bad):
             yield _err(feats_p, ln, f"{len(bad)} of {len(x)} frames have NaN or Inf (the "
                        f"first is frame {bad[0]}, counting from 0)", utt=utt)
-        elif frames is not None:
-            frames[utt] = len(x)
+        else:
+            if frames is not None:
+                frames[utt] = len(x)
+            if mats is not None:
+                mats[utt] = x
     # A speaker's utterances cannot be normalised without finite stats.
     for spk in dict.fromkeys(d.utt2spk[u] for u in d.utts):
         if spk not in cmvn_t:

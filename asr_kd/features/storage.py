@@ -88,11 +88,14 @@ def load_feats(
     utt2spk: Mapping[str, str] | None = None,
     apply_cmvn: bool = True,
     norm_vars: bool = False,
+    feats: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Read <data_dir>/feats.scp; with apply_cmvn, normalise each utterance with its speaker's
-    stats from <data_dir>/cmvn.scp (Kaldi's apply-cmvn --utt2spk). -> {utt: float32 [T, D]}."""
+    """Read <data_dir>/feats.scp (or take `feats`, its matrices already read); with apply_cmvn,
+    normalise each utterance with its speaker's stats from <data_dir>/cmvn.scp (Kaldi's
+    apply-cmvn --utt2spk). -> {utt: float32 [T, D]}."""
     data_dir = Path(data_dir)
-    feats = read_scp_matrices(data_dir / "feats.scp")
+    if feats is None:
+        feats = read_scp_matrices(data_dir / "feats.scp")
     if not apply_cmvn:
         return {u: m.astype(np.float32, copy=False) for u, m in feats.items()}
     if utt2spk is None:

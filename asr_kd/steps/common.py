@@ -21,8 +21,9 @@ def load_dir_feats(data_dir, require_text: bool = True,
     d = load_data_dir(data_dir, require_text=require_text, check_audio_exists=False)
     if lang_dir is not None:
         raise_first(oov_problems(d, lang_dir))
-    raise_first(feats_problems(d))
-    return d, load_feats(data_dir, d.utt2spk, apply_cmvn=True)
+    raw: dict[str, np.ndarray] = {}
+    raise_first(feats_problems(d, mats=raw))
+    return d, load_feats(data_dir, d.utt2spk, apply_cmvn=True, feats=raw)
 
 
 def as_tensors(feats: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
