@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,19 +17,23 @@ from asr_kd.features import load_feats
 from asr_kd.utils.io import is_done
 from tests.conftest import REPO, run_recipe
 
-# Outputs of stages 6-10, left out when the finished yesno run is copied.
-LATER_STAGES = ("teachers", "teacher_*", "ensemble", "student_*", ".teachers", "sweep", "share",
-                "results.json", "RESULTS.md")
+# Outputs of stages 6-10, and of stages 3-10.
+LATER_THAN_5 = ["exp/teachers", "exp/teacher_*", "exp/ensemble", "exp/student_*", "exp/.teachers",
+                "exp/results.json", "exp/RESULTS.md"]
+LATER_THAN_2 = ["exp", "data/*/feats.*", "data/*/cmvn.*", "data/*/.feats", "data/*/fbank.yaml"]
 
 
-def _copy_up_to_stage_5(rdir: Path, dest: Path) -> Path:
-    """The finished yesno recipe dir (stages 0-5 done) under dest/recipes/yesno, without the
-    outputs of stages 6-10."""
+def _copy_run(rdir: Path, dest: Path, drop: list[str]) -> Path:
+    """The finished yesno recipe dir under dest/recipes/yesno, without the files that match
+    `drop` (globs relative to the recipe dir): the outputs of the stages to run again."""
     (dest / "recipes").mkdir(parents=True)
     (dest / "recipes" / "common").symlink_to(REPO / "recipes" / "common")
     (dest / "local").symlink_to(REPO / "local")
     out = dest / "recipes" / "yesno"
-    shutil.copytree(rdir, out, ignore=shutil.ignore_patterns(*LATER_STAGES), symlinks=True)
+    shutil.copytree(rdir, out, symlinks=True)
+    for pattern in drop:
+        for p in out.glob(pattern):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     return out
 
 
@@ -71,7 +74,7 @@ def test_sigkill_in_teacher_training_then_rerun_gives_the_same_results(yesno_run
     rdir, _ = yesno_run
     runs = {}
     for name in ("straight", "killed"):
-        d = _copy_up_to_stage_5(rdir, tmp_path / name)
+        d = _copy_run(rdir, tmp_path / name, LATER_THAN_5)
         (d / "conf" / "teachers.yaml").write_text(TEACHERS)
         runs[name] = d
     args = ["--stage", "6", "--stop-stage", "10", "--device", "cpu"]
@@ -97,34 +100,32 @@ def test_sigkill_in_teacher_training_then_rerun_gives_the_same_results(yesno_run
 
 def test_sigkill_in_feature_extraction_then_rerun_gives_the_same_features(yesno_run, tmp_path,
                                                                           monkeypatch):
-    """wav.scp entries as pipes that wait 0.15 s each (Kaldi allows commands there) make the
-    extraction last long enough to be killed in the middle."""
+    """The recipe killed in stage 3 and rerun computes exactly the features of the uninterrupted
+    run. wav.scp entries as commands that wait 0.1 s each (Kaldi allows `cmd |` there) make the
+    stage last long enough to be killed in the middle."""
     rdir, _ = yesno_run
-    src = rdir / "data/train_yesno"
-    data = tmp_path / "train_yesno"
-    data.mkdir()
-    for f in ("text", "utt2spk", "spk2utt"):
-        shutil.copy(src / f, data / f)
-    lines = []
-    for line in (src / "wav.scp").read_text().splitlines():
-        utt, path = line.split(maxsplit=1)
-        lines.append(f"{utt} sleep 0.15 && cat {(rdir / path).resolve()} |")
-    (data / "wav.scp").write_text("\n".join(lines) + "\n")
-    cmd = [sys.executable, "-m", "asr_kd", "compute-feats", str(data), "--allow-pipes",
-           "--config", str(rdir / "conf/fbank.yaml"), "--device", "cpu"]
+    d = _copy_run(rdir, tmp_path, LATER_THAN_2)
+    for part in ("train_yesno", "test_yesno"):
+        scp = d / "data" / part / "wav.scp"
+        lines = [line.split(maxsplit=1) for line in scp.read_text().splitlines()]
+        scp.write_text("".join(f"{utt} sleep 0.1 && cat {(rdir / path).resolve()} |\n"
+                               for utt, path in lines))
+    args = ["--stage", "3", "--stop-stage", "3", "--device", "cpu", "--allow-pipes"]
 
-    proc = _start(cmd, tmp_path)
+    proc = _start(["bash", "run.sh", *args], d)
     started = time.time()
-    _kill_when(proc, lambda: time.time() - started > 2.0)  # about a third of the way in
-    assert not is_done(data, "feats")
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    _kill_when(proc, lambda: time.time() - started > 3.0)  # train_yesno takes about 4 s
+    assert not is_done(d / "data/train_yesno", "feats")
+    proc = run_recipe(d, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    utt2spk = dict(line.split() for line in (src / "utt2spk").read_text().splitlines())
-    got = load_feats(data, utt2spk, apply_cmvn=True)
-    monkeypatch.chdir(rdir)  # the recipe's feats.scp names its arks relative to the recipe dir
-    want = load_feats("data/train_yesno", utt2spk, apply_cmvn=True)
-    assert sorted(got) == sorted(want)
-    for utt, x in want.items():
-        np.testing.assert_array_equal(got[utt], x, err_msg=utt)
+    for part in ("train_yesno", "test_yesno"):
+        utt2spk = dict(line.split() for line in
+                       (d / "data" / part / "utt2spk").read_text().splitlines())
+        feats = {}
+        for run_dir in (rdir, d):  # each feats.scp names its arks relative to its recipe dir
+            monkeypatch.chdir(run_dir)
+            feats[run_dir] = load_feats(f"data/{part}", utt2spk, apply_cmvn=True)
+        assert sorted(feats[d]) == sorted(feats[rdir]) == sorted(utt2spk)
+        for utt, x in feats[rdir].items():
+            np.testing.assert_array_equal(feats[d][utt], x, err_msg=utt)

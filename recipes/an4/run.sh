@@ -3,6 +3,7 @@
 # 948 train utterances (74 speakers) and 130 test (10 other speakers).
 # Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
+#   [--allow-pipes]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--corpus-dir DIR] [--lm-order N] [--conf-dir conf|conf_paper]
 # Kaldi's AN4 recipe scores 10.61% WER with its monophone GMM and 5.95% with its best
@@ -23,6 +24,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
+    --allow-pipes) allow_pipes=1; shift ;;  # wav.scp entries may be commands (`cmd |`)
     --device) device=$2; shift 2 ;;
     --corpus-dir) corpus_dir=$2; shift 2 ;;
     --lm-order) lm_order=$2; shift 2 ;;

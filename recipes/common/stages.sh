@@ -6,6 +6,7 @@
 #   temperatures      temperature sweep (stage 11), e.g. "1 2 5 10"
 #   alphas            alpha sweep at conf/student.yaml's temperature (stage 11)
 #   shares            percent of the training utterances for Table 5 (stage 12), e.g. "3"
+#   allow_pipes       non-empty: wav.scp entries may be shell pipes (`sph2pipe ... |`), stage 3
 #   students          student configs for stage 7 (default "student"): conf/S.yaml trains
 #                     exp/S_hard and exp/S_kd, e.g. "student student_tdnn"
 #   corpus            the corpus name in the report
@@ -16,6 +17,7 @@
 conf() { if [ -f "$conf_dir/$1" ]; then echo "$conf_dir/$1"; else echo "conf/$1"; fi; }
 
 students=${students:-student}
+allow_pipes=${allow_pipes:-}
 asr="python -m asr_kd"
 dev="--device $device"
 ali=exp/mono_ali_$train
@@ -44,7 +46,9 @@ if run 2; then
 fi
 if run 3; then
   log "Stage 3: fbank + CMVN"
-  for set in $train $test; do $asr compute-feats data/$set --config "$(conf fbank.yaml)" $dev; done
+  for set in $train $test; do
+    $asr compute-feats data/$set --config "$(conf fbank.yaml)" ${allow_pipes:+--allow-pipes} $dev
+  done
 fi
 if run 4; then
   log "Stage 4: monophone GMM-HMM"

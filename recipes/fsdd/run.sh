@@ -2,6 +2,7 @@
 # FSDD (Free Spoken Digit Dataset): one spoken digit per utterance, 4 speakers, 8 kHz.
 # Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
+#   [--allow-pipes]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--corpus-dir DIR] [--split takes|speaker] [--conf-dir conf|conf_paper]
 set -euo pipefail
@@ -20,6 +21,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
+    --allow-pipes) allow_pipes=1; shift ;;  # wav.scp entries may be commands (`cmd |`)
     --device) device=$2; shift 2 ;;
     --corpus-dir) corpus_dir=$2; shift 2 ;;
     --split) split=$2; shift 2 ;;

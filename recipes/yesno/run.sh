@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # yesno: Kaldi's first recipe (egs/yesno/s5) on real audio, with asr-kd's stages.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
+#   [--allow-pipes]
 # Kaldi's monophone system scores %WER 0.00 [ 0 / 232 ] on test_yesno; so should every system
 # here: the GMM, each teacher, the ensemble and both students.
 set -euo pipefail
@@ -13,6 +14,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
     --stop-stage) stop_stage=$2; shift 2 ;;
+    --allow-pipes) allow_pipes=1; shift ;;  # wav.scp entries may be commands (`cmd |`)
     --device) device=$2; shift 2 ;;
     --corpus-dir) corpus_dir=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 1 ;;
