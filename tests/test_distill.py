@@ -254,6 +254,28 @@ def test_member_adam_lr_is_per_member():
         assert torch.allclose(half[1], 0.5 * full[1], rtol=1e-5, atol=1e-9)
 
 
+def test_member_adam_halving_mid_run_reaches_a_stacked_tensor():
+    """A learning rate halved between steps applies from the next step in both forms (the
+    stacked form keeps the rates as a device tensor, refreshed when they change)."""
+    g = torch.Generator().manual_seed(1)
+    w0 = torch.randn(3, 4, 5, generator=g)
+    grads = torch.randn(4, 3, 4, 5, generator=g)
+    stacked = torch.nn.Parameter(w0.clone())
+    loop = [torch.nn.Parameter(w0[k].clone()) for k in range(3)]
+    opts = [MemberAdam([(stacked, None)], 3, lr=0.01),
+            MemberAdam([(p, k) for k, p in enumerate(loop)], 3, lr=0.01)]
+    for step, grad in enumerate(grads):
+        if step == 2:
+            for opt in opts:
+                opt.lr[1] *= 0.5
+        stacked.grad = grad.clone()
+        for k, p in enumerate(loop):
+            p.grad = grad[k].clone()
+        for opt in opts:
+            opt.step()
+    torch.testing.assert_close(stacked.detach(), torch.stack([p.detach() for p in loop]))
+    assert not torch.allclose(stacked.detach()[1], w0[1])
+
 def _yesno_feats(num: int = 6):
     files = sorted((corpus("yesno") / "waves_yesno").glob("*.wav"))[:num]
     if len(files) < num:

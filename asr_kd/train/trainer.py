@@ -89,8 +89,17 @@ class MemberAdam:
         self.params = params
         self.lr = [lr] * num_members
         self.weight_decay, self.betas, self.eps, self.t = weight_decay, betas, eps, 0
+        self._lr_cache = None
         self.m = [torch.zeros_like(p) for p, _ in params]
         self.v = [torch.zeros_like(p) for p, _ in params]
+
+    def _lr_tensor(self, p: torch.Tensor) -> torch.Tensor:
+        """The members' learning rates as a tensor on p's device, copied there only when they
+        change (once per halving, not every step: a host-to-device copy makes the step wait)."""
+        key = (tuple(self.lr), p.device, p.dtype)
+        if self._lr_cache is None or self._lr_cache[0] != key:
+            self._lr_cache = (key, torch.tensor(self.lr, device=p.device, dtype=p.dtype))
+        return self._lr_cache[1]
 
     def zero_grad(self):
         for p, _ in self.params:
@@ -101,7 +110,6 @@ class MemberAdam:
         self.t += 1
         b1, b2 = self.betas
         bc1, bc2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        lr_all = None
         for (p, k), m, v in zip(self.params, self.m, self.v):
             if p.grad is None:
                 continue
@@ -110,9 +118,7 @@ class MemberAdam:
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = (v / bc2).sqrt_().add_(self.eps)
             if k is None:
-                if lr_all is None:
-                    lr_all = torch.tensor(self.lr, device=p.device, dtype=p.dtype)
-                step = m * (lr_all.view(-1, *[1] * (p.dim() - 1)) / bc1)
+                step = m * (self._lr_tensor(p).view(-1, *[1] * (p.dim() - 1)) / bc1)
             else:
                 step = m * (self.lr[k] / bc1)
             p.addcdiv_(step, denom, value=-1.0)
