@@ -20,25 +20,8 @@ temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's a
 alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
 shares=3                  # stage 12: percent of the training utterances for Table 5
 students=student          # stage 7: conf/S.yaml -> exp/S_hard, exp/S_kd for each S
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    --allow-pipes) allow_pipes=1; shift ;;  # wav.scp entries may be commands (`cmd |`)
-    --device) device=$2; shift 2 ;;
-    --corpus-dir) corpus_dir=$2; shift 2 ;;
-    --lm-order) lm_order=$2; shift 2 ;;
-    --conf-dir) conf_dir=$2; shift 2 ;;
-    --temperatures) temperatures=$2; shift 2 ;;
-    --alphas) alphas=$2; shift 2 ;;
-    --shares) shares=$2; shift 2 ;;
-    --students) students=$2; shift 2 ;;
-    *) echo "unknown option $1" >&2; exit 1 ;;
-  esac
-done
-
-log() { echo "$(date '+%H:%M:%S') run.sh: $*"; }
-run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
+. ../common/options.sh "$@"
 
 corpus=an4
 train=train

@@ -6,18 +6,18 @@
 #   temperatures      temperature sweep (stage 11), e.g. "1 2 5 10"
 #   alphas            alpha sweep at conf/student.yaml's temperature (stage 11)
 #   shares            percent of the training utterances for Table 5 (stage 12), e.g. "3"
-#   allow_pipes       non-empty: wav.scp entries may be shell pipes (`sph2pipe ... |`), stage 3
+#   allow_pipes       true: wav.scp entries may be shell pipes (`sph2pipe ... |`), stage 3
 #   students          student configs for stage 7 (default "student"): conf/S.yaml trains
 #                     exp/S_hard and exp/S_kd, e.g. "student student_tdnn"
 #   corpus            the corpus name in the report
 #   conf_dir          an overlay of conf/: a file there replaces conf/'s (e.g. conf_ci, conf_paper)
-# and the functions log, run (see recipes/yesno/run.sh).
+# and the functions log, run (recipes/common/options.sh).
 
 # conf NAME: the config file to use, from the overlay when it has one.
 conf() { if [ -f "$conf_dir/$1" ]; then echo "$conf_dir/$1"; else echo "conf/$1"; fi; }
 
 students=${students:-student}
-allow_pipes=${allow_pipes:-}
+allow_pipes=${allow_pipes:-false}
 asr="python -m asr_kd"
 dev="--device $device"
 ali=exp/mono_ali_$train
@@ -46,8 +46,9 @@ if run 2; then
 fi
 if run 3; then
   log "Stage 3: fbank + CMVN"
+  pipes=; if [ "$allow_pipes" = true ]; then pipes=--allow-pipes; fi
   for set in $train $test; do
-    $asr compute-feats data/$set --config "$(conf fbank.yaml)" ${allow_pipes:+--allow-pipes} $dev
+    $asr compute-feats data/$set --config "$(conf fbank.yaml)" $pipes $dev
   done
 fi
 if run 4; then

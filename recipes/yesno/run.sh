@@ -10,19 +10,8 @@ stage=0
 stop_stage=10
 device=auto
 corpus_dir=   # a local copy of waves_yesno; empty: ../shared/corpora/yesno, else download
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
-    --allow-pipes) allow_pipes=1; shift ;;  # wav.scp entries may be commands (`cmd |`)
-    --device) device=$2; shift 2 ;;
-    --corpus-dir) corpus_dir=$2; shift 2 ;;
-    *) echo "unknown option $1" >&2; exit 1 ;;
-  esac
-done
-
-log() { echo "$(date '+%H:%M:%S') run.sh: $*"; }
-run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
+. ../common/options.sh "$@"
 
 corpus=yesno
 train=train_yesno
