@@ -30,15 +30,21 @@ def run_recipe(recipe_dir: Path, *args: str, timeout: int = 1200,
                           capture_output=True, timeout=timeout)
 
 
-def copy_recipe(name: str, dest: Path) -> Path:
-    """A private copy of recipes/<name> (run.sh + conf) with local/ and recipes/common linked
-    beside it, so runs in tests never touch the checkout's own data/ and exp/."""
+def recipes_dir(dest: Path) -> Path:
+    """dest/recipes with recipes/common and local/ linked where a recipe's run.sh finds them
+    (../common, ../../local); a recipe copied under it runs as in the checkout."""
     (dest / "recipes").mkdir(parents=True)
     (dest / "recipes" / "common").symlink_to(REPO / "recipes" / "common")
-    rdir = dest / "recipes" / name
+    (dest / "local").symlink_to(REPO / "local")
+    return dest / "recipes"
+
+
+def copy_recipe(name: str, dest: Path) -> Path:
+    """A private copy of recipes/<name> (run.sh + conf), so runs in tests never touch the
+    checkout's own data/ and exp/."""
+    rdir = recipes_dir(dest) / name
     shutil.copytree(REPO / "recipes" / name, rdir,
                     ignore=shutil.ignore_patterns("data", "exp", "corpus", "corpus.path"))
-    (dest / "local").symlink_to(REPO / "local")
     return rdir
 
 

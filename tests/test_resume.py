@@ -15,7 +15,7 @@ import torch
 
 from asr_kd.features import load_feats
 from asr_kd.utils.io import is_done
-from tests.conftest import REPO, run_recipe
+from tests.conftest import REPO, recipes_dir, run_recipe
 
 # Outputs of stages 6-10, and of stages 3-10.
 LATER_THAN_5 = ["exp/teachers", "exp/teacher_*", "exp/ensemble", "exp/student_*", "exp/.teachers",
@@ -26,10 +26,7 @@ LATER_THAN_2 = ["exp", "data/*/feats.*", "data/*/cmvn.*", "data/*/.feats", "data
 def _copy_run(rdir: Path, dest: Path, drop: list[str]) -> Path:
     """The finished yesno recipe dir under dest/recipes/yesno, without the files that match
     `drop` (globs relative to the recipe dir): the outputs of the stages to run again."""
-    (dest / "recipes").mkdir(parents=True)
-    (dest / "recipes" / "common").symlink_to(REPO / "recipes" / "common")
-    (dest / "local").symlink_to(REPO / "local")
-    out = dest / "recipes" / "yesno"
+    out = recipes_dir(dest) / "yesno"
     shutil.copytree(rdir, out, symlinks=True)
     for pattern in drop:
         for p in out.glob(pattern):
