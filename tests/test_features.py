@@ -171,17 +171,19 @@ def test_fbank_utterances_order_and_batching():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
-def test_dither_is_reproducible_and_small():
+def test_dither_is_seeded_per_utterance_and_small():
     _, waves, sr = _load(str(YESNO))
-    x = torch.from_numpy(waves[0])[None]
-    n = torch.tensor([x.shape[1]])
     cfg = FbankConfig(sample_rate=sr, dither=1.0)
-    a, _ = fbank(x, n, cfg, generator=torch.Generator().manual_seed(3))
-    b, _ = fbank(x, n, cfg, generator=torch.Generator().manual_seed(3))
-    c, _ = fbank(x, n, cfg, generator=torch.Generator().manual_seed(4))
-    clean, _ = fbank(x, n, FbankConfig(sample_rate=sr))
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    assert (a - clean).abs().median() < 0.05  # unit-variance noise vs int16-scale speech
+    a = fbank_utterances(waves[:3], cfg, seeds=[3, 5, 7])
+    b = fbank_utterances(waves[:3], cfg, seeds=[3, 5, 7])
+    c = fbank_utterances(waves[:3], cfg, seeds=[4, 5, 7])
+    # One utterance alone, or in a batch of one: the same noise as in the batch of three.
+    alone = fbank_utterances(waves[1:2], cfg, seeds=[5], batch_seconds=1.0)
+    clean = fbank_utterances(waves[:1], FbankConfig(sample_rate=sr))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])
+    assert torch.equal(alone[0], a[1])
+    assert (a[0] - clean[0]).abs().median() < 0.05  # unit-variance noise vs int16-scale speech
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -13,9 +13,10 @@ from asr_kd.hmm.model import GmmHmm
 from asr_kd.steps.common import read_int_vectors
 from tests.conftest import run_recipe
 
-# What the recipe reaches today: every error is an inserted NO at the onset of a test
-# utterance's first word (training utterances all start with NO; see the issue note).
-MAX_ERRORS = {"mono": 3, "teacher_1": 1, "teacher_2": 1, "teacher_3": 1, "ensemble": 1,
+# What the recipe reaches today: one error for every system, a YES inserted before the first
+# word of 1_1_1_1_0_1_0_0, whose first 0.2 s hold a decaying sound ~20 dB above the corpus's
+# silence; every model scores it as the end of a YES (see README, "yesno").
+MAX_ERRORS = {"mono": 1, "teacher_1": 1, "teacher_2": 1, "teacher_3": 1, "ensemble": 1,
               "student_hard": 1, "student_kd": 1}
 
 
@@ -39,7 +40,7 @@ def test_results_contract_and_wer(yesno_run):
     assert (rdir / "exp/RESULTS.md").exists() and (rdir / "exp/plots/results.png").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="Kaldi's 0.00% not reached yet: onset insertions")
+@pytest.mark.xfail(strict=True, reason="Kaldi's 0.00% not reached yet: one insertion")
 def test_every_system_matches_kaldis_zero_wer(yesno_run):
     rdir, _ = yesno_run
     results = json.loads((rdir / "exp/results.json").read_text())

@@ -182,13 +182,15 @@ def fbank(
     waves: torch.Tensor,
     lengths: torch.Tensor,
     cfg: FbankConfig,
-    generator: torch.Generator | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log mel filterbanks of a padded batch, on the device of `waves`.
 
     waves: [B, N_max] float32, int16 sample scale (not divided by 32768); lengths: [B].
     Returns feats [B, T_max, num_mel_bins] float32 (rows >= num_frames[b] are zero) and
-    num_frames [B] int64 on the same device. `generator` (for dither) must live on that device.
+    num_frames [B] int64 on the same device. With dither, row b's noise comes from a CPU
+    generator seeded with seeds[b], so an utterance gets the same features in any batch and on
+    any device (Kaldi seeds its dither too); without seeds, from torch's global generator.
     """
     if waves.dim() != 2:
         raise ValueError(f"waves must be [B, N], got {tuple(waves.shape)}")
@@ -217,7 +219,12 @@ def fbank(
     x = torch.gather(waves, 1, idx.reshape(B, T * w)).view(B, T, w)  # [B, T, w]
 
     if cfg.dither != 0.0:
-        noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+        if seeds is None:
+            noise = torch.randn(x.shape, device=device, dtype=x.dtype)
+        else:
+            noise = torch.stack([
+                torch.randn((T, w), generator=torch.Generator().manual_seed(int(seed)))
+                for seed in seeds]).to(device)
         x = x + cfg.dither * noise
     if cfg.remove_dc_offset:
         x = x - x.mean(dim=-1, keepdim=True)
@@ -248,9 +255,10 @@ def fbank_utterances(
     cfg: FbankConfig,
     device: str | torch.device = "cpu",
     batch_seconds: float = 200.0,
-    generator: torch.Generator | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> list[torch.Tensor]:
     """Fbank of many 1-D waveforms; returns CPU float32 tensors [T_i, D] in input order.
+    seeds: one dither seed per waveform (see `fbank`).
 
     Utterances are sorted by length (longest first) and grouped so each batch holds at most
     `batch_seconds` of padded audio (B * N_max / sample_rate), which bounds device memory.
@@ -269,7 +277,8 @@ def fbank_utterances(
         padded = torch.zeros(len(batch), int(lens.max()), dtype=torch.float32)
         for row, j in enumerate(batch):
             padded[row, : lens[row]] = tensors[j]
-        feats, nf = fbank(padded.to(device), lens.to(device), cfg, generator=generator)
+        batch_seeds = None if seeds is None else [seeds[j] for j in batch]
+        feats, nf = fbank(padded.to(device), lens.to(device), cfg, seeds=batch_seeds)
         feats, nf = feats.cpu(), nf.cpu()
         for row, j in enumerate(batch):
             out[j] = feats[row, : nf[row]].clone()

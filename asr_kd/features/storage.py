@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -178,7 +179,9 @@ def compute_feats_for_data_dir(
             for utt, _ in chunk:
                 if utt not in utt2spk:
                     raise ValueError(f"utterance {utt!r} has no speaker in utt2spk")
-            feats = fbank_utterances([w for _, w in chunk], cfg, device, batch_seconds)
+            # Dither seeded by the utterance id: reruns and resumed runs write the same features.
+            seeds = [zlib.crc32(utt.encode()) for utt, _ in chunk]
+            feats = fbank_utterances([w for _, w in chunk], cfg, device, batch_seconds, seeds)
             for (utt, _), f in zip(chunk, feats, strict=True):
                 mat = f.numpy()
                 if not np.isfinite(mat).all():
