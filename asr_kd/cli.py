@@ -11,8 +11,9 @@
         [--teacher EXP_ROOT/ensemble/final.pt] [--set distill.temperature=5 ...]
     asr-kd make-graph LANG_DIR MODEL_DIR GRAPH_DIR --config conf/graph.yaml
     asr-kd decode --system NAME MODEL GRAPH_DIR DATA_DIR DECODE_DIR [--ali-dir ALI_DIR]
+        [--decoder reference|torch]
     asr-kd report EXP_DIR --corpus NAME --test-set SET
-    asr-kd evaluate RECIPE_DIR DATA_DIR --system NAME
+    asr-kd evaluate RECIPE_DIR DATA_DIR --system NAME [--decoder reference|torch]
 
 A stage whose output is marked done is skipped unless --force is given.
 """
@@ -25,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from asr_kd.decode import DECODERS, decode_marker
 from asr_kd.utils.io import is_done
 from asr_kd.utils.logging import setup_logging
 
@@ -124,7 +126,7 @@ def cmd_decode(a):
     from asr_kd.steps.decode import run_decode
 
     run_decode(a.system, a.model, a.graph_dir, a.data_dir, a.decode_dir,
-               _cfg(DecodeConfig, a), _device(a), ali_dir=a.ali_dir)
+               _cfg(DecodeConfig, a), _device(a), ali_dir=a.ali_dir, decoder=a.decoder)
 
 
 def cmd_report(a):
@@ -136,7 +138,8 @@ def cmd_report(a):
 def cmd_evaluate(a):
     from asr_kd.steps.evaluate import run_evaluate
 
-    run_evaluate(a.recipe_dir, a.data_dir, a.system, _device(a), a.allow_pipes, a.force)
+    run_evaluate(a.recipe_dir, a.data_dir, a.system, _device(a), a.allow_pipes, a.force,
+                 a.decoder)
 
 
 # verb -> (handler, positional args, the dir whose done-marker means "skip", marker name)
@@ -176,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--sil-prob", type=float, default=0.5)
         if verb in ("decode", "evaluate"):
             sp.add_argument("--system", required=True, help="name in the results table")
+            sp.add_argument("--decoder", choices=DECODERS, default="reference",
+                            help="reference: kaldi-decoder's FasterDecoder on the CPU; torch: "
+                                 "our batched decoder on --device")
         if verb == "train-student":
             sp.add_argument("--teacher", default=None,
                             help="ensemble (or single model) giving the soft targets")
@@ -204,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler, _, out_arg, marker = VERBS[args.verb]
     out_dir = getattr(args, out_arg) if out_arg else None
+    if args.verb == "decode":
+        marker = decode_marker(args.decoder)
     if out_dir and not args.force and is_done(out_dir, marker):
         print(f"asr-kd {args.verb}: {out_dir} is done; skipping (--force to redo)")
         return 0

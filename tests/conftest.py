@@ -58,3 +58,38 @@ def yesno_run(tmp_path_factory):
         sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
     assert proc.returncode == 0, "yesno recipe failed"
     return rdir, proc
+
+
+def decoders_agree(recipe_dir: Path, test_set: str, system: str, monkeypatch) -> int:
+    """Decode a recipe's test set with one system through both decoders (same graph, scale and
+    beam, from the recipe's decode config); assert equal words and pdf paths for every
+    utterance. Returns the number of utterances compared."""
+    import numpy as np
+
+    from asr_kd.decode.reference import DecodeConfig, ReferenceDecoder
+    from asr_kd.decode.torch_decoder import DeviceGraph, TorchDecoder
+    from asr_kd.models.acoustic import load_acoustic_model
+    from asr_kd.steps.common import as_tensors, load_dir_feats
+    from asr_kd.utils.config import load_config
+    from asr_kd.utils.fst import read_fst
+
+    monkeypatch.chdir(recipe_dir)  # feats.scp paths are relative to the recipe dir
+    model_path = next(p for p in (Path("exp") / system / n for n in ("final.pt", "final.mdl"))
+                      if p.exists())
+    cfg = load_config(DecodeConfig, Path("conf") / ("decode_gmm.yaml" if model_path.suffix ==
+                                                    ".mdl" else "decode_dnn.yaml"))
+    d, feats = load_dir_feats(Path("data") / test_set)
+    model = load_acoustic_model(model_path, "cpu")
+    feats_t = as_tensors(feats)
+    lls = [ll.float().numpy() for ll, _ in model.scores([feats_t[u] for u in d.utts])]
+    hclg = read_fst("exp/graph/HCLG.fst")
+    ref = ReferenceDecoder(hclg, cfg)
+    ours = TorchDecoder(DeviceGraph(hclg), cfg).decode(lls)
+    for u, ll, h in zip(d.utts, lls, ours, strict=True):
+        r = ref.decode(ll)
+        assert h is not None and r is not None, u
+        assert h.words == r.words and np.array_equal(h.pdf_alignment, r.pdf_alignment), u
+        # float64 sums against kaldi-decoder's float32 lattice weights
+        assert abs(h.cost - r.cost) <= 1e-2 + 1e-5 * abs(r.cost), u
+        assert h.reached_final == r.reached_final, u
+    return len(d.utts)

@@ -13,7 +13,7 @@ import torch
 
 from asr_kd.data import load_data_dir, write_data_dir
 from asr_kd.score.wer import compute_wer
-from tests.conftest import REPO, copy_recipe, corpus, run_recipe
+from tests.conftest import REPO, copy_recipe, corpus, decoders_agree, run_recipe
 
 SYSTEMS = {"mono", "teacher_1", "teacher_2", "teacher_3", "ensemble", "student_hard",
            "student_kd", "student_tdnn_hard", "student_tdnn_kd"}
@@ -151,3 +151,9 @@ def test_evaluate_on_a_users_data_dir(fsdd_run, tmp_path):
     assert f"student_kd: {expected.kaldi_line()}" in proc.stdout
     out = rdir / "exp/student_kd/decode_eval_my_recordings/hyp.txt"
     assert out.read_text().splitlines() == [" ".join([u] + recipe_hyps[u]) for u in utts]
+
+
+@pytest.mark.parametrize("system", ["ensemble", "student_tdnn_kd"])
+def test_torch_decoder_finds_the_reference_paths(fsdd_run, system, monkeypatch):
+    rdir, _ = fsdd_run
+    assert decoders_agree(rdir, "test", system, monkeypatch) == 200

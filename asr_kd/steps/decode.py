@@ -1,5 +1,9 @@
 """Stage 9: decode a data dir with one system; write hypotheses, WER and frame accuracy.
 
+Two decoders over the same HCLG, acoustic scale and beam: `reference` (kaldi-decoder's
+FasterDecoder, one utterance at a time on the CPU) and `torch` (asr_kd.decode.torch_decoder,
+each batch of utterances at once, on the chosen device).
+
 Outputs in the decode dir: hyp.txt (Kaldi `text`), wer (Kaldi's %WER line), scores.json.
 """
 
@@ -11,7 +15,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from asr_kd.decode import DECODERS, decode_marker
 from asr_kd.decode.reference import DecodeConfig, ReferenceDecoder
+from asr_kd.decode.torch_decoder import DeviceGraph, TorchDecoder
 from asr_kd.models.acoustic import load_acoustic_model
 from asr_kd.score.frame_acc import frame_accuracy
 from asr_kd.score.wer import compute_wer
@@ -23,15 +29,22 @@ log = logging.getLogger(__name__)
 
 
 def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: DecodeConfig,
-               device, ali_dir=None, batch_size: int = 16) -> dict:
+               device, ali_dir=None, batch_size: int = 16, decoder: str = "reference") -> dict:
     out_dir, graph_dir = Path(out_dir), Path(graph_dir)
-    clear_done(out_dir)
+    for name in DECODERS:
+        clear_done(out_dir, decode_marker(name))
     d, feats = load_dir_feats(data_dir)
     ali = None
     if ali_dir is not None and (Path(ali_dir) / "ali.ark").exists():
         ali = read_alignments(ali_dir, d, feats)
     model = load_acoustic_model(model_path, device)
-    decoder = ReferenceDecoder(read_fst(graph_dir / "HCLG.fst"), cfg)
+    hclg = read_fst(graph_dir / "HCLG.fst")
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder '{decoder}' ({' or '.join(DECODERS)})")
+    if decoder == "reference":
+        search = ReferenceDecoder(hclg, cfg)
+    else:
+        search = TorchDecoder(DeviceGraph(hclg, device), cfg)
     id2word = {i: w for w, i in read_symbols(graph_dir / "words.txt").items()}
     feats_t = as_tensors(feats)
     utts = d.utts
@@ -42,11 +55,14 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
         t0 = time.time()
         scored = model.scores([feats_t[u] for u in batch])
         t_model += time.time() - t0
-        for u, (ll, cls) in zip(batch, scored):
+        t0 = time.time()
+        if decoder == "torch":
+            found = search.decode([ll for ll, _ in scored])
+        else:
+            found = [search.decode(ll.float().cpu().numpy()) for ll, _ in scored]
+        t_search += time.time() - t0
+        for u, (_, cls), hyp in zip(batch, scored, found):
             preds[u] = cls.argmax(-1).cpu().numpy()
-            t0 = time.time()
-            hyp = decoder.decode(ll.float().cpu().numpy())
-            t_search += time.time() - t0
             if hyp is None or not hyp.reached_final:
                 failed.append(u)
             hyps[u] = [id2word[w] for w in hyp.words] if hyp is not None else []
@@ -68,9 +84,9 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
               "frames": frames, "model_seconds": round(t_model, 3),
               "search_seconds": round(t_search, 3),
               "search_rtfx": round(audio_s / t_search, 1) if t_search > 0 else None,
-              "no_final_state": failed, "config": cfg.__dict__}
+              "no_final_state": failed, "decoder": decoder, "config": cfg.__dict__}
     write_json(out_dir / "scores.json", scores)
-    mark_done(out_dir)
+    mark_done(out_dir, decode_marker(decoder))
     acc_s = "n/a" if acc is None else f"{acc:.2f}%"
     print(f"{system}: {wer.kaldi_line()} frame_acc {acc_s}")
     return scores

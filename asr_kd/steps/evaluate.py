@@ -30,7 +30,7 @@ def _absolute(spec: str) -> str:
 
 
 def run_evaluate(recipe_dir, data_dir, system: str, device, allow_pipes: bool = False,
-                 force: bool = False) -> dict:
+                 force: bool = False, decoder: str = "reference") -> dict:
     recipe_dir, src = Path(recipe_dir), Path(data_dir).resolve()
     model = next((p for p in (recipe_dir / "exp" / system / n for n in ("final.pt", "final.mdl"))
                   if p.exists()), None)
@@ -53,4 +53,5 @@ def run_evaluate(recipe_dir, data_dir, system: str, device, allow_pipes: bool = 
                                   else "decode_dnn.yaml")
     return run_decode(system, model, recipe_dir / "exp" / "graph", dest,
                       recipe_dir / "exp" / system / f"decode_{name}",
-                      load_config(DecodeConfig, conf if conf.exists() else None), device)
+                      load_config(DecodeConfig, conf if conf.exists() else None), device,
+                      decoder=decoder)

@@ -7,6 +7,7 @@
 #   alphas            alpha sweep at conf/student.yaml's temperature (stage 11)
 #   shares            percent of the training utterances for Table 5 (stage 12), e.g. "3"
 #   allow_pipes       true: wav.scp entries may be shell pipes (`sph2pipe ... |`), stage 3
+#   decoder           reference (kaldi-decoder's FasterDecoder, CPU) or torch (batched, --device)
 #   students          student configs for stage 7 (default "student"): conf/S.yaml trains
 #                     exp/S_hard and exp/S_kd, e.g. "student student_tdnn"
 #   corpus            the corpus name in the report
@@ -18,6 +19,7 @@ conf() { if [ -f "$conf_dir/$1" ]; then echo "$conf_dir/$1"; else echo "conf/$1"
 
 students=${students:-student}
 allow_pipes=${allow_pipes:-false}
+decoder=${decoder:-reference}
 asr="python -m asr_kd"
 dev="--device $device"
 ali=exp/mono_ali_$train
@@ -27,7 +29,7 @@ decode_system() {
   local cf; cf=$(conf decode_dnn.yaml)
   case "$2" in *.mdl) cf=$(conf decode_gmm.yaml) ;; esac
   $asr decode --system "$1" "$2" exp/graph data/$test "$3" --ali-dir exp/mono_ali_$test \
-    --config "$cf" $dev
+    --config "$cf" --decoder "$decoder" $dev
 }
 
 # student NAME [--set KEY=VALUE ...]: train one student on the ensemble and decode it.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # yesno: Kaldi's first recipe (egs/yesno/s5) on real audio, with asr-kd's stages.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
-#   [--allow-pipes]
+#   [--allow-pipes] [--decoder reference|torch]
 # Kaldi's monophone system scores %WER 0.00 [ 0 / 232 ] on test_yesno; so should every system
 # here: the GMM, each teacher, the ensemble and both students.
 set -euo pipefail
@@ -11,6 +11,7 @@ stop_stage=10
 device=auto
 corpus_dir=   # a local copy of waves_yesno; empty: ../shared/corpora/yesno, else download
 allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
+decoder=reference         # stages 9, 11, 12: reference (kaldi-decoder, CPU) or torch (--device)
 . ../common/options.sh "$@"
 
 corpus=yesno
