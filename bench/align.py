@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from common import (
-    CORPORA,
     Report,
     librispeech,
+    make_lang,
     parse_args,
     peak_memory_gib,
     pick_device,
@@ -49,28 +48,6 @@ from asr_kd.hmm.gmm import DiagGmm
 from asr_kd.hmm.model import GmmFeatureConfig, GmmHmm
 from asr_kd.hmm.train_mono import AlignConfig, align_batched, compile_graphs
 from asr_kd.hmm.transitions import TransitionModel, monophone_tuples
-from asr_kd.lang import prepare_lang
-from asr_kd.utils.io import write_lines
-from local.fsdd import read_cmudict
-
-CMUDICT = CORPORA / "cmudict" / "cmudict.dict"
-
-
-def make_lang(utts, out: Path):
-    """(lang, {utt: words}): a dict dir for the transcripts and its lang dir under `out`."""
-    known = {re.sub(r"\(\d+\)$", "", f[0]).upper()
-             for f in map(str.split, CMUDICT.read_text(encoding="utf-8").splitlines()) if f}
-    texts = {u: [w if w in known else "<UNK>" for w in words] for u, _, words in utts}
-    prons = read_cmudict(CMUDICT, sorted({w for ws in texts.values() for w in ws} - {"<UNK>"}))
-    d = out / "dict"
-    write_lines(d / "lexicon.txt", ["<UNK> SPN"] + [f"{w} {' '.join(p)}" for w in sorted(prons)
-                                                    for p in prons[w]])
-    write_lines(d / "silence_phones.txt", ["SIL", "SPN"])
-    write_lines(d / "optional_silence.txt", ["SIL"])
-    write_lines(d / "nonsilence_phones.txt",
-                sorted({p for ps in prons.values() for pron in ps for p in pron}))
-    write_lines(d / "extra_questions.txt", [])
-    return prepare_lang(d, out / "lang"), texts
 
 
 def synthetic_gmm(x: torch.Tensor, num_pdfs: int, num_gauss: int) -> DiagGmm:
@@ -102,7 +79,8 @@ def main():
              for (u, _, _), x in zip(utts, fbank_utterances(waves, cfg, device))}
 
     with tempfile.TemporaryDirectory(prefix="bench_align_") as tmp:  # lang reads L.fst there
-        lang, texts = make_lang(utts, Path(tmp))
+        texts = {u: words for u, _, words in utts}
+        lang, texts = make_lang(texts, Path(tmp))
         tm = TransitionModel(lang.topo, monophone_tuples(lang.topo, lang.topo.phones))
         t0 = time.perf_counter()
         with contextlib.redirect_stderr(io.StringIO()):  # its progress bar would garble the table

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import itertools
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -18,13 +20,17 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO.parent / "shared" / "corpora"
 LIBRISPEECH = CORPORA / "librispeech_subset" / "train-clean-5"
+CMUDICT = CORPORA / "cmudict" / "cmudict.dict"
 if str(REPO) not in sys.path:  # asr_kd and local/ from a checkout without `pip install -e .`
     sys.path.insert(0, str(REPO))
 
+from asr_kd.lang import prepare_lang  # noqa: E402
 from asr_kd.models.members import make_members  # noqa: E402
 from asr_kd.train.chunks import ChunkSet  # noqa: E402
 from asr_kd.train.distill import DistillConfig, kd_loss  # noqa: E402
 from asr_kd.train.trainer import MemberAdam  # noqa: E402
+from asr_kd.utils.io import write_lines  # noqa: E402
+from local.fsdd import read_cmudict  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from NVIDIA's data sheets. The first
 # entry whose key is in torch.cuda.get_device_name() wins, so "H100 PCIe" precedes "H100";
@@ -216,6 +222,35 @@ def librispeech(limit: int | None = None) -> list[tuple[str, Path, list[str]]]:
         raise SystemExit(f"{LIBRISPEECH}: no LibriSpeech transcripts here (the benches read "
                          f"the shared corpora; see {CORPORA}/README.md)")
     return sorted(out)[:limit]
+
+
+@functools.cache
+def cmudict_words() -> frozenset[str]:
+    return frozenset(re.sub(r"\(\d+\)$", "", f[0]).upper()
+                     for f in map(str.split, CMUDICT.read_text(encoding="utf-8").splitlines())
+                     if f)
+
+
+def with_unk(words: list[str]) -> list[str]:
+    """Words cmudict lacks become <UNK>."""
+    return [w if w in cmudict_words() else "<UNK>" for w in words]
+
+
+def make_lang(texts: dict[str, list[str]], out: Path, arpa: str | None = None):
+    """(lang, texts with <UNK>): a dict dir for the words of `texts` (cmudict pronunciations
+    without stress marks; words cmudict lacks become <UNK>, pronounced SPN, Kaldi's spoken
+    noise) and its lang dir under `out`, with G from `arpa` if given."""
+    texts = {u: with_unk(words) for u, words in texts.items()}
+    prons = read_cmudict(CMUDICT, sorted({w for ws in texts.values() for w in ws} - {"<UNK>"}))
+    d = out / "dict"
+    write_lines(d / "lexicon.txt", ["<UNK> SPN"] + [f"{w} {' '.join(p)}" for w in sorted(prons)
+                                                    for p in prons[w]])
+    write_lines(d / "silence_phones.txt", ["SIL", "SPN"])
+    write_lines(d / "optional_silence.txt", ["SIL"])
+    write_lines(d / "nonsilence_phones.txt",
+                sorted({p for ps in prons.values() for pron in ps for p in pron}))
+    write_lines(d / "extra_questions.txt", [])
+    return prepare_lang(d, out / "lang", arpa=arpa), texts
 
 
 # ------------------------------------------------------------------ training

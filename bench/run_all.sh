@@ -21,7 +21,7 @@ out=${out:-bench-$device-$(date +%Y%m%d-%H%M%S).jsonl}
 : > "$out"
 
 failed=
-for bench in features align train ensemble distill; do
+for bench in features align train ensemble distill decode; do
   echo "=== $bench"
   python "$here/$bench.py" --device "$device" $quick --json "$out" || failed="$failed $bench"
   echo
