@@ -190,7 +190,7 @@ def fbank(
     Returns feats [B, T_max, num_mel_bins] float32 (rows >= num_frames[b] are zero) and
     num_frames [B] int64 on the same device. With dither, row b's noise comes from a CPU
     generator seeded with seeds[b], so an utterance gets the same features in any batch and on
-    any device (Kaldi seeds its dither too); without seeds, from torch's global generator.
+    any device; without seeds, from torch's global generator.
     """
     if waves.dim() != 2:
         raise ValueError(f"waves must be [B, N], got {tuple(waves.shape)}")
@@ -258,10 +258,10 @@ def fbank_utterances(
     seeds: Sequence[int] | None = None,
 ) -> list[torch.Tensor]:
     """Fbank of many 1-D waveforms; returns CPU float32 tensors [T_i, D] in input order.
-    seeds: one dither seed per waveform (see `fbank`).
 
     Utterances are sorted by length (longest first) and grouped so each batch holds at most
     `batch_seconds` of padded audio (B * N_max / sample_rate), which bounds device memory.
+    seeds: one dither seed per waveform (see `fbank`).
     """
     tensors = [_as_tensor(x) for x in waves]
     order = sorted(range(len(tensors)), key=lambda i: -tensors[i].numel())
