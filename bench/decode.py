@@ -82,25 +82,30 @@ def build_graph(args, work: Path):
         shutil.rmtree(work)
     t0 = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
-    if (work / "HCLG.fst").exists() and done.exists():
-        lang = load_lang(work / "lang")
+    reuse = (work / "HCLG.fst").exists() and done.exists()
+    lang = load_lang(work / "lang") if reuse else _build_lang(args, work)
+    tm = TransitionModel(lang.topo, monophone_tuples(lang.topo, lang.topo.phones))
+    if reuse:
         hclg = read_fst(work / "HCLG.fst")
     else:
-        if args.arpa is not None:  # a lexicon entry for every word of the LM
-            texts, arpa = {"words": sorted(_arpa_words(args.arpa))}, str(args.arpa)
-        else:  # our LM over the shared text, words cmudict lacks as <UNK>
-            sentences = [with_unk(s) for s in lm_sentences(100 if args.quick else None)]
-            arpa = str(work / "lm.arpa")
-            Path(arpa).write_text(train_kneser_ney(sentences, order=args.order).to_arpa())
-            texts = {str(i): s for i, s in enumerate(sentences)}
-        with contextlib.redirect_stderr(io.StringIO()):
-            lang, _ = make_lang(texts, work, arpa=arpa)
-        tm = TransitionModel(lang.topo, monophone_tuples(lang.topo, lang.topo.phones))
         hclg = make_hclg(lang, tm, GraphConfig())
         write_fst(hclg, work / "HCLG.fst")
         done.write_text(json.dumps(_graph_key(args)))
-    tm = TransitionModel(lang.topo, monophone_tuples(lang.topo, lang.topo.phones))
     return lang, hclg, tm, time.perf_counter() - t0
+
+
+def _build_lang(args, work: Path):
+    """The lang dir under work/, with G from --arpa or from our LM over the shared text."""
+    if args.arpa is not None:  # a lexicon entry for every word of the LM
+        texts, arpa = {"words": sorted(_arpa_words(args.arpa))}, str(args.arpa)
+    else:  # our LM over the shared text, words cmudict lacks as <UNK>
+        sentences = [with_unk(s) for s in lm_sentences(100 if args.quick else None)]
+        arpa = str(work / "lm.arpa")
+        Path(arpa).write_text(train_kneser_ney(sentences, order=args.order).to_arpa())
+        texts = {str(i): s for i, s in enumerate(sentences)}
+    with contextlib.redirect_stderr(io.StringIO()):
+        lang, _ = make_lang(texts, work, arpa=arpa)
+    return lang
 
 
 def _graph_key(args) -> dict:
