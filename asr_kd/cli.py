@@ -5,6 +5,7 @@
     asr-kd make-lang DICT_DIR LANG_DIR --arpa LM.arpa
     asr-kd compute-feats DATA_DIR --config conf/fbank.yaml
     asr-kd train-mono DATA_DIR LANG_DIR EXP_DIR --config conf/mono.yaml
+    asr-kd train-tri DATA_DIR LANG_DIR ALI_DIR EXP_DIR --config conf/tri1.yaml
     asr-kd align DATA_DIR LANG_DIR MODEL_DIR ALI_DIR --config conf/mono.yaml
     asr-kd train-teachers DATA_DIR ALI_DIR EXP_ROOT --config conf/teachers.yaml
     asr-kd train-student DATA_DIR ALI_DIR EXP_DIR --config conf/student.yaml \
@@ -91,12 +92,19 @@ def cmd_train_mono(a):
     run_train_mono(a.data_dir, a.lang_dir, a.exp_dir, _cfg(MonoConfig, a), _device(a))
 
 
+def cmd_train_tri(a):
+    from asr_kd.hmm.train_tri import TriConfig
+    from asr_kd.steps.gmm import run_train_tri
+
+    run_train_tri(a.data_dir, a.lang_dir, a.ali_dir, a.exp_dir, _cfg(TriConfig, a), _device(a))
+
+
 def cmd_align(a):
-    from asr_kd.hmm.train_mono import MonoConfig
+    from asr_kd.hmm.train_tri import TriConfig
     from asr_kd.steps.gmm import run_align
 
-    run_align(a.data_dir, a.lang_dir, a.model_dir, a.ali_dir, _cfg(MonoConfig, a),
-              _device(a))
+    # TriConfig holds every key of a mono or tri config; alignment reads only `align`
+    run_align(a.data_dir, a.lang_dir, a.model_dir, a.ali_dir, _cfg(TriConfig, a), _device(a))
 
 
 def cmd_train_teachers(a):
@@ -148,6 +156,8 @@ VERBS = {
     "make-lang": (cmd_make_lang, ["dict_dir", "lang_dir"], "lang_dir", "done"),
     "compute-feats": (cmd_compute_feats, ["data_dir"], "data_dir", "feats"),
     "train-mono": (cmd_train_mono, ["data_dir", "lang_dir", "exp_dir"], "exp_dir", "done"),
+    "train-tri": (cmd_train_tri, ["data_dir", "lang_dir", "ali_dir", "exp_dir"], "exp_dir",
+                  "done"),
     "align": (cmd_align, ["data_dir", "lang_dir", "model_dir", "ali_dir"], "ali_dir", "done"),
     "train-teachers": (cmd_train_teachers, ["data_dir", "ali_dir", "exp_root"], "exp_root",
                        "teachers"),

@@ -27,34 +27,44 @@ def _setup(rdir):
     return lang, model
 
 
-def test_hclg_best_paths_equal_the_undeterminized_graph(yesno_run, monkeypatch):
-    """HCLG (determinized, minimized, self-loops added afterwards) must score every utterance's
-    best path exactly like the plain composition H∘L∘G with the same transition weights."""
-    rdir, _ = yesno_run
-    monkeypatch.chdir(rdir)
-    lang, model = _setup(rdir)
-    H = to_arrays(compile_text(training_h(model.tm)))
+def plain_hclg(lang, model) -> kaldifst.StdVectorFst:
+    """H∘C∘L∘G composed and nothing else, with pdf + 1 inputs and the transition weights
+    make_hclg uses (transition scale 1, self-loop scale 0.1)."""
+    L = lang.L()
+    kaldifst.arcsort(L, sort_type="olabel")
+    CLG, windows = model.ctx.compose(kaldifst.compose(L, lang.G()))
+    kaldifst.arcsort(CLG, sort_type="ilabel")
+    H = to_arrays(compile_text(training_h(model.tm, model.ctx, windows)))
     lp = model.tm.scaled_log_probs(1.0, 0.1)
     emit = H.ilabel > 0
     H.weight[emit] = -lp[H.ilabel[emit]]
     Hf = from_arrays(H)
     kaldifst.arcsort(Hf, sort_type="olabel")
-    L = lang.L()
-    kaldifst.arcsort(L, sort_type="olabel")
-    LG = kaldifst.compose(L, lang.G())
-    kaldifst.arcsort(LG, sort_type="ilabel")
-    HLG = to_arrays(kaldifst.compose(Hf, LG))
-    e = HLG.ilabel > 0
-    HLG.ilabel[e] = model.tm.tid2pdf[HLG.ilabel[e]] + 1
+    HCLG = to_arrays(kaldifst.compose(Hf, CLG))
+    e = HCLG.ilabel > 0
+    HCLG.ilabel[e] = model.tm.tid2pdf[HCLG.ilabel[e]] + 1
+    return from_arrays(HCLG)
+
+
+def assert_same_best_paths(lang, model, data_dir, utts) -> None:
+    """HCLG (determinized, minimized, self-loops added afterwards) must score every utterance's
+    best path exactly like the plain composition H∘C∘L∘G with the same transition weights."""
     wide = DecodeConfig(beam=500.0, max_active=1_000_000)
-    plain = ReferenceDecoder(from_arrays(HLG), wide)
-    ours = ReferenceDecoder(make_hclg(lang, model.tm, GraphConfig()), wide)
-    d, feats = load_dir_feats("data/test_yesno")
-    for utt in d.utts[:10]:
+    plain = ReferenceDecoder(plain_hclg(lang, model), wide)
+    ours = ReferenceDecoder(make_hclg(lang, model.tm, GraphConfig(), model.ctx), wide)
+    d, feats = load_dir_feats(data_dir)
+    for utt in d.utts[:utts]:
         ll = model.log_likelihoods(torch.from_numpy(feats[utt])).numpy()
         a, b = plain.decode(ll), ours.decode(ll)
         assert a.words == b.words, utt
         assert abs(a.cost - b.cost) < 1e-5 * abs(a.cost), (utt, a.cost, b.cost)
+
+
+def test_hclg_best_paths_equal_the_undeterminized_graph(yesno_run, monkeypatch):
+    rdir, _ = yesno_run
+    monkeypatch.chdir(rdir)
+    lang, model = _setup(rdir)
+    assert_same_best_paths(lang, model, "data/test_yesno", 10)
 
 
 def _viterbi_inputs(rdir, n):

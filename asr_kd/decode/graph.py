@@ -1,9 +1,10 @@
 """The decoding graph HCLG, with pdf id + 1 as input labels (0 = epsilon).
 
-Kaldi's mkgraph.sh, for monophone models (C is the identity):
+Kaldi's mkgraph.sh:
   LG   = minimize(determinize_star(L_disambig ∘ G))          (log semiring determinization)
-  HaLG = minimize_encoded(determinize_star(Ha ∘ LG))          (Ha: HMMs without self-loops)
-  HCLG = add self-loops to HaLG, then map transition states to pdf + 1, disambig symbols to 0.
+  CLG  = C ∘ LG                  (kaldifst.compose_context; the identity for monophone models)
+  HaCLG = minimize_encoded(determinize_star(Ha ∘ CLG))         (Ha: HMMs without self-loops)
+  HCLG = add self-loops to HaCLG, then map transition states to pdf + 1, disambig symbols to 0.
 An arc of Ha labelled with transition state s means "the last frame spent in s". A state whose
 outgoing arcs all leave the same s gets the self-loop of s, weighted self_loop_scale * log a_ss,
 with self_loop_scale * log(1 - a_ss) added to those arcs; a state whose arcs leave several
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import kaldifst
 import numpy as np
 
+from asr_kd.hmm.context import ContextDependency
 from asr_kd.hmm.h_fst import decoding_ha
 from asr_kd.hmm.transitions import TransitionModel
 from asr_kd.lang import Lang
@@ -44,7 +46,7 @@ def make_lg(lang: Lang) -> kaldifst.StdVectorFst:
 
 
 def add_self_loops(a: FstArrays, tm: TransitionModel, self_loop_scale: float) -> FstArrays:
-    """Insert HMM self-loops into HaLG (labels = transition state + 1; see module docstring)."""
+    """Insert HMM self-loops into HaCLG (labels = transition state + 1; see module docstring)."""
     num_states = len(tm.tuples)
     loop_lp = np.array([tm.self_loop_log_prob(s) for s in range(num_states)])
     has_loop = np.concatenate([[False], np.isfinite(loop_lp)])  # indexed by label
@@ -97,23 +99,27 @@ def add_self_loops(a: FstArrays, tm: TransitionModel, self_loop_scale: float) ->
     )
 
 
-def make_hclg(lang: Lang, tm: TransitionModel, cfg: GraphConfig) -> kaldifst.StdVectorFst:
+def make_hclg(lang: Lang, tm: TransitionModel, cfg: GraphConfig,
+              ctx: ContextDependency | None = None) -> kaldifst.StdVectorFst:
+    ctx = ctx or ContextDependency.from_transitions(tm.topo, tm.tuples)
     LG = make_lg(lang)
-    num_ts = len(tm.tuples)
-    dis_in = [num_ts + 1 + k for k in range(len(lang.disambig_phones))]
-    Ha = compile_text(decoding_ha(tm, dis_in, lang.disambig_phones, cfg.transition_scale))
+    CLG, windows = ctx.compose(LG, lang.disambig_phones)
+    kaldifst.arcsort(CLG, sort_type="ilabel")
+    ha_text, num_dis = decoding_ha(tm, ctx, windows, cfg.transition_scale)
+    Ha = compile_text(ha_text)
     kaldifst.arcsort(Ha, sort_type="olabel")
-    HaLG = kaldifst.compose(Ha, LG)
-    if kaldifst.determinize_star(HaLG, use_log=True):
-        raise RuntimeError("determinization of Ha∘L∘G stopped early")
-    kaldifst.minimize_encoded(HaLG)
-    a = add_self_loops(to_arrays(HaLG), tm, cfg.self_loop_scale)
+    HaCLG = kaldifst.compose(Ha, CLG)
+    if kaldifst.determinize_star(HaCLG, use_log=True):
+        raise RuntimeError("determinization of Ha∘C∘L∘G stopped early")
+    kaldifst.minimize_encoded(HaCLG)
+    a = add_self_loops(to_arrays(HaCLG), tm, cfg.self_loop_scale)
     # Transition states -> pdf + 1; disambiguation symbols (and anything past them) -> epsilon.
-    ts2pdf = np.array([0] + [pdf + 1 for _, _, pdf in tm.tuples] + [0] * len(dis_in))
+    ts2pdf = np.array([0] + [pdf + 1 for _, _, pdf in tm.tuples] + [0] * num_dis)
     a.ilabel = ts2pdf[a.ilabel]
     hclg = from_arrays(a)
     kaldifst.connect(hclg)
     kaldifst.arcsort(hclg, sort_type="ilabel")
-    log.info("HCLG: %d states, %d arcs before connect (LG: %d states)", a.num_states,
-             a.num_arcs, LG.num_states)
+    log.info("HCLG: %d states, %d arcs before connect (LG: %d states, C∘LG: %d states, %d "
+             "context windows)", a.num_states, a.num_arcs, LG.num_states, CLG.num_states,
+             len(windows))
     return hclg

@@ -1,8 +1,8 @@
 """Training graphs and batched Viterbi forced alignment in torch.
 
-A training graph is H∘L∘W for one transcript W, with the phones projected away and epsilons
-removed, so every arc consumes exactly one frame and carries a transition id. Viterbi runs on a
-whole batch of such graphs at once: states of all utterances are concatenated, each frame is one
+A training graph is H∘C∘L∘W for one transcript W (C: asr_kd.hmm.context), with the context
+windows projected away and epsilons removed, so every arc consumes exactly one frame and
+carries a transition id. Viterbi runs on a whole batch of such graphs at once: states of all utterances are concatenated, each frame is one
 gather of the previous scores over all arcs plus one scatter-max into the destination states.
 """
 
@@ -14,6 +14,7 @@ import kaldifst
 import numpy as np
 import torch
 
+from asr_kd.hmm.context import ContextDependency
 from asr_kd.hmm.h_fst import phone_states, training_h
 from asr_kd.hmm.transitions import TransitionModel
 from asr_kd.utils.fst import FstArrays, compile_text, from_arrays, to_arrays
@@ -22,18 +23,29 @@ log = logging.getLogger(__name__)
 
 
 class TrainingGraphCompiler:
-    def __init__(self, tm: TransitionModel, L: kaldifst.StdVectorFst):
-        self.H = compile_text(training_h(tm))
-        kaldifst.arcsort(self.H, sort_type="olabel")
+    def __init__(self, tm: TransitionModel, L: kaldifst.StdVectorFst,
+                 ctx: ContextDependency | None = None):
+        self.tm = tm
+        self.ctx = ctx or ContextDependency.from_transitions(tm.topo, tm.tuples)
         self.L = L
         kaldifst.arcsort(self.L, sort_type="olabel")
+        self._mono_h = None  # a monophone H is the same for every transcript
+
+    def _h(self, windows: list[tuple[int, ...]]) -> kaldifst.StdVectorFst:
+        if self._mono_h is not None:
+            return self._mono_h
+        H = compile_text(training_h(self.tm, self.ctx, windows))
+        kaldifst.arcsort(H, sort_type="olabel")
+        if self.ctx.width == 1:
+            self._mono_h = H
+        return H
 
     def compile(self, word_ids: list[int]) -> FstArrays:
         text = "".join(f"{i} {i + 1} {w} {w} 0\n" for i, w in enumerate(word_ids))
         W = compile_text(text + f"{len(word_ids)} 0\n")
-        LW = kaldifst.compose(self.L, W)
-        kaldifst.arcsort(LW, sort_type="ilabel")
-        a = to_arrays(kaldifst.compose(self.H, LW))
+        CLW, windows = self.ctx.compose(kaldifst.compose(self.L, W))
+        kaldifst.arcsort(CLW, sort_type="ilabel")
+        a = to_arrays(kaldifst.compose(self._h(windows), CLW))
         a.olabel[:] = 0  # only the transition ids matter for alignment
         g = from_arrays(a)
         kaldifst.rmepsilon(g)

@@ -1,4 +1,5 @@
-"""A GMM-HMM acoustic model: transition model + diagonal GMMs + the feature transform it uses.
+"""A GMM-HMM acoustic model: transition model, context-dependency tree, diagonal GMMs and the
+feature transform it uses.
 
 GMMs are trained on cepstra derived from the stored log-mel filterbank (DCT + liftering, as
 Kaldi's MFCC), with deltas: diagonal covariances suit decorrelated cepstra far better than
@@ -13,6 +14,7 @@ from pathlib import Path
 import torch
 
 from asr_kd.features.transforms import add_deltas, mfcc_from_fbank
+from asr_kd.hmm.context import ContextDependency
 from asr_kd.hmm.gmm import DiagGmm
 from asr_kd.hmm.transitions import TransitionModel
 from asr_kd.utils.io import atomic_path
@@ -38,8 +40,10 @@ class GmmFeatureConfig:
 
 
 class GmmHmm:
-    def __init__(self, tm: TransitionModel, gmm: DiagGmm, feature: GmmFeatureConfig):
+    def __init__(self, tm: TransitionModel, gmm: DiagGmm, feature: GmmFeatureConfig,
+                 ctx: ContextDependency | None = None):
         self.tm, self.gmm, self.feature = tm, gmm, feature
+        self.ctx = ctx or ContextDependency.from_transitions(tm.topo, tm.tuples)
 
     @property
     def num_pdfs(self) -> int:
@@ -52,17 +56,20 @@ class GmmHmm:
 
     def save(self, path) -> None:
         obj = {"kind": "gmm-hmm", "transitions": self.tm.state_dict(),
-               "gmm": self.gmm.state_dict(), "feature": asdict(self.feature)}
+               "gmm": self.gmm.state_dict(), "feature": asdict(self.feature),
+               "tree": self.ctx.to_json()}
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
 
     def to(self, device) -> GmmHmm:
-        return GmmHmm(self.tm, self.gmm.to(device), self.feature)
+        return GmmHmm(self.tm, self.gmm.to(device), self.feature, self.ctx)
 
     @classmethod
     def from_checkpoint(cls, obj: dict) -> GmmHmm:
+        tree = obj.get("tree")  # models saved before trees existed are monophone
         return cls(TransitionModel.from_state_dict(obj["transitions"]),
-                   DiagGmm.from_state_dict(obj["gmm"]), GmmFeatureConfig(**obj["feature"]))
+                   DiagGmm.from_state_dict(obj["gmm"]), GmmFeatureConfig(**obj["feature"]),
+                   ContextDependency.from_json(tree) if tree else None)
 
     @classmethod
     def load(cls, path, device="cpu") -> GmmHmm:

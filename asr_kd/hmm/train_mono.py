@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from asr_kd.hmm.align import TrainingGraphCompiler, equal_align, viterbi_align
+from asr_kd.hmm.context import ContextDependency
 from asr_kd.hmm.gmm import DiagGmm
 from asr_kd.hmm.model import GmmFeatureConfig, GmmHmm
 from asr_kd.hmm.transitions import TransitionModel, monophone_tuples
@@ -65,8 +66,8 @@ def word_ids(lang: Lang, utt: str, words: list[str], where: str) -> list[int]:
 
 
 def compile_graphs(lang: Lang, tm: TransitionModel, texts: dict[str, list[str]],
-                   where: str) -> dict[str, FstArrays]:
-    compiler = TrainingGraphCompiler(tm, lang.L())
+                   where: str, ctx: ContextDependency | None = None) -> dict[str, FstArrays]:
+    compiler = TrainingGraphCompiler(tm, lang.L(), ctx)
     return {utt: compiler.compile(word_ids(lang, utt, words, where))
             for utt, words in tqdm(texts.items(), desc="training graphs", leave=False)}
 
@@ -136,7 +137,15 @@ def train_mono(lang: Lang, feats: dict[str, torch.Tensor], texts: dict[str, list
                         u, gfeats[u].shape[0])
         else:
             alis[u] = ali
-    num_gauss = tm.num_pdfs
+    return train_em(model, graphs, gfeats, alis, cfg, device)
+
+
+def train_em(model: GmmHmm, graphs: dict[str, FstArrays], gfeats: dict[str, torch.Tensor],
+             alis: dict[str, np.ndarray], cfg: MonoConfig, device: torch.device) -> GmmHmm:
+    """Viterbi EM from a first alignment: `cfg.num_iters` rounds of statistics, GMM and
+    transition updates, Gaussian splitting (linearly towards `cfg.total_gauss` over
+    `cfg.max_iter_inc` rounds) and realignment on `cfg.realign_iters`."""
+    num_gauss = model.gmm.num_gauss
     inc_gauss = (cfg.total_gauss - num_gauss) / max(cfg.max_iter_inc, 1)
     gen = torch.Generator().manual_seed(cfg.seed)
     for it in range(cfg.num_iters):
@@ -145,7 +154,7 @@ def train_mono(lang: Lang, feats: dict[str, torch.Tensor], texts: dict[str, list
             alis = align_batched(model, graphs, gfeats, cfg.align)
         occ, sx, sxx, avg_ll, tid_counts = _stats(model, gfeats, alis, device)
         model.gmm.update(occ, sx, sxx, cfg.min_gauss_occ, cfg.var_floor)
-        tm.update(tid_counts)
+        model.tm.update(tid_counts)
         if it < cfg.max_iter_inc:
             num_gauss = min(cfg.total_gauss, num_gauss + inc_gauss)
             model.gmm.mix_up(int(round(num_gauss)), occ.sum(-1).cpu().numpy(), cfg.power,

@@ -3,8 +3,8 @@
 A *transition state* is a tuple (phone, hmm_state, pdf); its outgoing HMM transitions get
 *transition ids* 1..N (0 is epsilon in FSTs). Alignments are sequences of transition ids, from
 which the pdf (the DNN target), the phone and the HMM state of every frame follow.
-For monophones the pdf of (phone, pdf_class) is a running index; a context-dependency tree later
-supplies other tuples without changing this class.
+For monophones the pdf of (phone, pdf_class) is a running index; with a context-dependency tree
+(asr_kd.hmm.context) a (phone, hmm_state) has one tuple per pdf the tree can give it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ class TransitionModel:
     def __init__(self, topo: Topology, tuples: list[tuple[int, int, int]]):
         self.topo = topo
         self.tuples = sorted(set(tuples))  # transition state s (0-based) -> (phone, hmm_state, pdf)
+        self.state_index = {t: s for s, t in enumerate(self.tuples)}
         tid_state, tid_dst, tid_prob = [0], [0], [0.0]  # tid 0 is a placeholder
         self.state_first_tid = []
         for s, (phone, hmm_state, _pdf) in enumerate(self.tuples):

@@ -40,14 +40,14 @@ def _student_pairs(names) -> list[str]:
 
 
 def _system_order(name: str):
-    """mono first, then teacher_1..teacher_E by number, ensemble, the students (the recipe's
-    own student first, each as hard then kd), the rest."""
+    """The GMMs (mono, tri1) first, then teacher_1..teacher_E by number, ensemble, the students
+    (the recipe's own student first, each as hard then kd), the rest."""
     if name.startswith("teacher_") and name[8:].isdigit():
         return (1, int(name[8:]), "")
     if name.startswith("student") and name.endswith(("_hard", "_kd")):
         prefix, kind = name.rsplit("_", 1)
         return (3, prefix != "student", prefix + ("0" if kind == "hard" else "1"))
-    rank = {"mono": 0, "ensemble": 2}
+    rank = {"mono": 0, "tri1": 0, "ensemble": 2}
     return (rank.get(name, 5), 0, name)
 
 

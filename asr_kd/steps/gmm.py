@@ -1,8 +1,9 @@
-"""Stages 4-5: monophone GMM-HMM training and forced alignment (the DNN targets)."""
+"""Stages 4-5: monophone and triphone GMM-HMM training, forced alignment (the DNN targets)."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ from asr_kd.hmm.train_mono import (
     save_alignment_info,
     train_mono,
 )
+from asr_kd.hmm.train_tri import TriConfig, train_tri
 from asr_kd.lang import load_lang
-from asr_kd.steps.common import as_tensors, load_dir_feats, write_int_vectors
+from asr_kd.steps.common import as_tensors, load_dir_feats, read_int_vectors, write_int_vectors
 from asr_kd.utils.config import save_config
 from asr_kd.utils.io import clear_done, mark_done
 
@@ -34,15 +36,30 @@ def run_train_mono(data_dir, lang_dir, exp_dir, cfg: MonoConfig, device) -> None
     mark_done(exp_dir)
 
 
+def run_train_tri(data_dir, lang_dir, ali_dir, exp_dir, cfg: TriConfig, device) -> None:
+    """A triphone system from the model and transition-id alignments in `ali_dir`."""
+    exp_dir, ali_dir = Path(exp_dir), Path(ali_dir)
+    clear_done(exp_dir)
+    d, feats = load_dir_feats(data_dir, lang_dir=lang_dir)
+    lang = load_lang(lang_dir)
+    save_config(cfg, exp_dir / "config.yaml")
+    src = GmmHmm.load(ali_dir / "final.mdl", device)
+    alis = read_int_vectors(ali_dir / "tid.ark")
+    model = train_tri(lang, as_tensors(feats), d.text, src, alis, cfg, device,
+                      where=f"{data_dir}/text")
+    model.save(exp_dir / "final.mdl")
+    mark_done(exp_dir)
+
+
 def run_align(data_dir, lang_dir, model_dir, out_dir, cfg: MonoConfig, device) -> None:
     """Align `data_dir` to its transcripts: ali.ark (pdf ids), tid.ark (transition ids),
-    num_pdfs and priors (pdf counts)."""
+    num_pdfs and priors (pdf counts), and a copy of the model (final.mdl) that reads tid.ark."""
     out_dir = Path(out_dir)
     clear_done(out_dir)
     d, feats = load_dir_feats(data_dir, lang_dir=lang_dir)
     lang = load_lang(lang_dir)
     model = GmmHmm.load(Path(model_dir) / "final.mdl", device)
-    graphs = compile_graphs(lang, model.tm, d.text, f"{data_dir}/text")
+    graphs = compile_graphs(lang, model.tm, d.text, f"{data_dir}/text", model.ctx)
     gfeats = {u: model.feature.apply(x) for u, x in as_tensors(feats).items()}
     tids = align_batched(model, graphs, gfeats, cfg.align)
     failed = sorted(set(d.utts) - set(tids))
@@ -53,6 +70,7 @@ def run_align(data_dir, lang_dir, model_dir, out_dir, cfg: MonoConfig, device) -
     write_int_vectors(out_dir / "tid.ark", tids)
     write_int_vectors(out_dir / "ali.ark", pdfs)
     save_alignment_info(out_dir, model.tm, pdfs)
+    shutil.copyfile(Path(model_dir) / "final.mdl", out_dir / "final.mdl")
     frames = sum(len(p) for p in pdfs.values())
     sil = set(lang.silence_phones)
     sil_share = np.mean(np.concatenate([np.isin(model.tm.tid2phone[t], list(sil))

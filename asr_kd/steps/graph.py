@@ -18,7 +18,7 @@ def run_make_graph(lang_dir, model_dir, graph_dir, cfg: GraphConfig) -> None:
     clear_done(graph_dir)
     lang = load_lang(lang_dir)
     model = GmmHmm.load(Path(model_dir) / "final.mdl")
-    hclg = make_hclg(lang, model.tm, cfg)
+    hclg = make_hclg(lang, model.tm, cfg, model.ctx)
     write_fst(hclg, graph_dir / "HCLG.fst")
     shutil.copyfile(lang.path / "words.txt", graph_dir / "words.txt")
     write_text(graph_dir / "num_pdfs", f"{model.num_pdfs}\n")
