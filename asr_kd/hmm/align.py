@@ -2,8 +2,9 @@
 
 A training graph is H∘C∘L∘W for one transcript W (C: asr_kd.hmm.context), with the context
 windows projected away and epsilons removed, so every arc consumes exactly one frame and
-carries a transition id. Viterbi runs on a whole batch of such graphs at once: states of all utterances are concatenated, each frame is one
-gather of the previous scores over all arcs plus one scatter-max into the destination states.
+carries a transition id. Viterbi runs on a whole batch of such graphs at once: states of all
+utterances are concatenated, each frame is one gather of the previous scores over all arcs plus
+one scatter-max into the destination states.
 """
 
 from __future__ import annotations
