@@ -15,7 +15,7 @@ from asr_kd.data import load_data_dir, write_data_dir
 from asr_kd.score.wer import compute_wer
 from tests.conftest import REPO, copy_recipe, corpus, decoders_agree, run_recipe
 
-SYSTEMS = {"mono", "teacher_1", "teacher_2", "teacher_3", "ensemble", "student_hard",
+SYSTEMS = {"mono", "tri1", "teacher_1", "teacher_2", "teacher_3", "ensemble", "student_hard",
            "student_kd", "student_tdnn_hard", "student_tdnn_kd"}
 USER_MODEL = REPO / "examples" / "user_model"
 
@@ -156,4 +156,5 @@ def test_evaluate_on_a_users_data_dir(fsdd_run, tmp_path):
 @pytest.mark.parametrize("system", ["ensemble", "student_tdnn_kd"])
 def test_torch_decoder_finds_the_reference_paths(fsdd_run, system, monkeypatch):
     rdir, _ = fsdd_run
+    monkeypatch.syspath_prepend(str(USER_MODEL))  # the ensemble holds the user's model
     assert decoders_agree(rdir, "test", system, monkeypatch) == 200

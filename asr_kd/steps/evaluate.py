@@ -3,7 +3,8 @@
 The data dir (Kaldi's, e.g. a user's own recordings) is copied to RECIPE_DIR/data/eval_<name>
 (relative audio paths resolved against the current directory), its features are computed with
 the recipe's conf/fbank.yaml and CMVN per speaker of the new data, and the system's model is
-decoded with the recipe's graph into exp/<system>/decode_eval_<name>.
+decoded with the recipe's graph (exp/graph_<system> where the system has its own) into
+exp/<system>/decode_eval_<name>.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ def run_evaluate(recipe_dir, data_dir, system: str, device, allow_pipes: bool = 
                           device, allow_pipes)
     conf = recipe_dir / "conf" / ("decode_gmm.yaml" if model.suffix == ".mdl"
                                   else "decode_dnn.yaml")
-    return run_decode(system, model, recipe_dir / "exp" / "graph", dest,
+    graph = recipe_dir / "exp" / f"graph_{system}"  # a GMM with its own tree (mono below tri1)
+    if not graph.exists():
+        graph = recipe_dir / "exp" / "graph"
+    return run_decode(system, model, graph, dest,
                       recipe_dir / "exp" / system / f"decode_{name}",
                       load_config(DecodeConfig, conf if conf.exists() else None), device,
                       decoder=decoder)

@@ -10,6 +10,8 @@
 #   decoder           reference (kaldi-decoder's FasterDecoder, CPU) or torch (batched, --device)
 #   students          student configs for stage 7 (default "student"): conf/S.yaml trains
 #                     exp/S_hard and exp/S_kd, e.g. "student student_tdnn"
+#   gmm               the GMM whose alignments are the DNN targets and whose tree the decoding
+#                     graph uses: tri1 (default; conf/tri1.yaml) or mono
 #   corpus            the corpus name in the report
 #   conf_dir          an overlay of conf/: a file there replaces conf/'s (e.g. conf_ci, conf_paper)
 # and the functions log, run (recipes/common/options.sh).
@@ -20,15 +22,19 @@ conf() { if [ -f "$conf_dir/$1" ]; then echo "$conf_dir/$1"; else echo "conf/$1"
 students=${students:-student}
 allow_pipes=${allow_pipes:-false}
 decoder=${decoder:-reference}
+gmm=${gmm:-tri1}
 asr="python -m asr_kd"
 dev="--device $device"
-ali=exp/mono_ali_$train
+ali=exp/${gmm}_ali_$train
 
-# decode_system NAME MODEL DECODE_DIR: decode the test set with one system.
+# decode_system NAME MODEL DECODE_DIR: decode the test set with one system; every system uses
+# exp/graph and the targets' alignments, except a monophone GMM below a triphone one.
 decode_system() {
-  local cf; cf=$(conf decode_dnn.yaml)
+  local cf graph=exp/graph ali_dir=exp/${gmm}_ali_$test
+  cf=$(conf decode_dnn.yaml)
   case "$2" in *.mdl) cf=$(conf decode_gmm.yaml) ;; esac
-  $asr decode --system "$1" "$2" exp/graph data/$test "$3" --ali-dir exp/mono_ali_$test \
+  if [ "$1" = mono ] && [ "$gmm" != mono ]; then graph=exp/graph_mono ali_dir=exp/mono_ali_$test; fi
+  $asr decode --system "$1" "$2" $graph data/$test "$3" --ali-dir $ali_dir \
     --config "$cf" --decoder "$decoder" $dev
 }
 
@@ -54,14 +60,22 @@ if run 3; then
   done
 fi
 if run 4; then
-  log "Stage 4: monophone GMM-HMM"
+  log "Stage 4: GMM-HMM: monophone, then ${gmm}"
   $asr train-mono data/$train data/lang exp/mono --config "$(conf mono.yaml)" $dev
+  if [ "$gmm" = tri1 ]; then
+    $asr align data/$train data/lang exp/mono exp/mono_ali_$train --config "$(conf mono.yaml)" $dev
+    $asr train-tri data/$train data/lang exp/mono_ali_$train exp/tri1 \
+      --config "$(conf tri1.yaml)" $dev
+  fi
 fi
 if run 5; then
-  log "Stage 5: forced alignment (DNN targets; test alignments for frame accuracy)"
+  log "Stage 5: forced alignment with $gmm (DNN targets; test alignments for frame accuracy)"
   for set in $train $test; do
-    $asr align data/$set data/lang exp/mono exp/mono_ali_$set --config "$(conf mono.yaml)" $dev
+    $asr align data/$set data/lang exp/$gmm exp/${gmm}_ali_$set --config "$(conf $gmm.yaml)" $dev
   done
+  if [ "$gmm" != mono ]; then  # the monophone GMM's own frame accuracy
+    $asr align data/$test data/lang exp/mono exp/mono_ali_$test --config "$(conf mono.yaml)" $dev
+  fi
 fi
 if run 6; then
   log "Stage 6: teacher ensemble (exp/teacher_k, exp/ensemble)"
@@ -77,13 +91,17 @@ if run 7; then
   done
 fi
 if run 8; then
-  log "Stage 8: decoding graph HCLG"
-  $asr make-graph data/lang exp/mono exp/graph --config "$(conf graph.yaml)"
+  log "Stage 8: decoding graph HCLG (${gmm}'s tree; and the monophone one's)"
+  $asr make-graph data/lang exp/$gmm exp/graph --config "$(conf graph.yaml)"
+  if [ "$gmm" != mono ]; then
+    $asr make-graph data/lang exp/mono exp/graph_mono --config "$(conf graph.yaml)"
+  fi
 fi
 if run 9; then
   log "Stage 9: decode $test with every system"
   students_dirs=$(for s in $students; do echo exp/${s}_hard exp/${s}_kd; done)
-  for dir in exp/mono exp/teacher_* exp/ensemble $students_dirs; do
+  gmm_dirs=exp/mono; [ "$gmm" = mono ] || gmm_dirs="exp/mono exp/$gmm"
+  for dir in $gmm_dirs exp/teacher_* exp/ensemble $students_dirs; do
     model=$dir/final.pt; [ -f "$model" ] || model=$dir/final.mdl
     decode_system "$(basename "$dir")" "$model" "$dir/decode_$test"
   done

@@ -2,7 +2,7 @@
 # FSDD (Free Spoken Digit Dataset): one spoken digit per utterance, 4 speakers, 8 kHz.
 # Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
-#   [--allow-pipes] [--decoder reference|torch]
+#   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--corpus-dir DIR] [--split takes|speaker] [--conf-dir conf|conf_paper]
 set -euo pipefail
@@ -19,6 +19,7 @@ shares=3                  # stage 12: percent of the training utterances for Tab
 students=student          # stage 7: conf/S.yaml -> exp/S_hard, exp/S_kd for each S
 allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
 decoder=reference         # stages 9, 11, 12: reference (kaldi-decoder, CPU) or torch (--device)
+gmm=tri1                  # stages 4-5: the DNN targets' GMM, tri1 (tied triphones) or mono
 . ../common/options.sh "$@"
 
 corpus=fsdd

@@ -18,6 +18,7 @@ corpus=yesno
 train=train_yesno
 test=test_yesno
 conf_dir=conf
+gmm=mono   # whole-word "phones" YES and NO: no context to tie, as in Kaldi's recipe
 # Stages 11-12 (sweeps, Table 5) are for the larger corpora; yesno stops at the report.
 temperatures="1 2 5 10"
 alphas="0.2 0.8"
