@@ -106,9 +106,10 @@ def download_fsdd(target_dir, corpus_dir=None, url: str = FSDD_URL, sha256: str 
     return found
 
 
-def read_cmudict(path, words: list[str]) -> dict[str, list[list[str]]]:
+def read_cmudict(path, words: list[str], missing_ok: bool = False) -> dict[str, list[list[str]]]:
     """Pronunciations of `words` (upper case) from cmudict.dict, stress digits stripped,
-    alternatives kept in file order and deduplicated."""
+    alternatives kept in file order and deduplicated; a word cmudict lacks is an error unless
+    `missing_ok` (then it is left out)."""
     path, wanted = Path(path), {w.lower() for w in words}
     prons: dict[str, list[list[str]]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -121,7 +122,7 @@ def read_cmudict(path, words: list[str]) -> dict[str, list[list[str]]]:
             if pron not in prons.setdefault(word.upper(), []):
                 prons[word.upper()].append(pron)
     missing = [w for w in words if w not in prons]
-    if missing:
+    if missing and not missing_ok:
         raise ValueError(f"{path}: no pronunciation for {missing}")
     return prons
 

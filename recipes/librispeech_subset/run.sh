@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# librispeech_subset: the hour of LibriSpeech train-clean-5 in ../shared/corpora (24 speakers,
+# 16 kHz read audiobooks, FLAC); 20 speakers train, 2 dev, 2 test (split by speaker).
+# CMUdict lexicon; a Kneser-Ney trigram on the training transcripts plus the training speakers'
+# other train-clean-5 transcripts (--lm-text train+other) or the training transcripts alone.
+# Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
+#   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
+#   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
+#   [--corpus-dir DIR] [--lm-order N] [--lm-text train+other|train] [--conf-dir conf|...]
+set -euo pipefail
+
+stage=0
+stop_stage=12
+device=auto
+corpus_dir=     # a local copy (train-clean-5/, SPEAKERS.TXT, lm_text/); empty: the shared one
+lm_order=3
+lm_text=train+other
+conf_dir=conf
+temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
+alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
+shares=3                  # stage 12: percent of the training utterances for Table 5
+students=student          # stage 7: conf/S.yaml -> exp/S_hard, exp/S_kd for each S
+allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
+decoder=reference         # stages 9, 11, 12: reference (kaldi-decoder, CPU) or torch (--device)
+gmm=tri1                  # stages 4-5: the DNN targets' GMM, tri1 (tied triphones) or mono
+. ../common/options.sh "$@"
+
+corpus=librispeech_subset
+train=train
+test=test
+
+if run 0; then
+  log "Stage 0: find the corpus"
+  python ../../local/librispeech.py download --dest corpus \
+    ${corpus_dir:+--corpus-dir "$corpus_dir"} > corpus.path
+fi
+if run 1; then
+  log "Stage 1: data dirs (split by speaker), CMUdict lexicon, a $lm_order-gram LM on $lm_text"
+  python ../../local/librispeech.py prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
+    --lm-order "$lm_order" --lm-text "$lm_text"
+fi
+. ../common/stages.sh
