@@ -15,26 +15,17 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import shutil
 import sys
-import urllib.request
 from pathlib import Path
 
-try:
-    import asr_kd  # noqa: F401
-except ImportError:  # run by path from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run by path: local/ (and asr_kd without `pip install -e .`)
+    sys.path.insert(0, str(REPO))
 
 from asr_kd.data import load_data_dir, write_data_dir  # noqa: E402
-from asr_kd.utils.archive import download, safe_extract, sha256sum  # noqa: E402
-from asr_kd.utils.io import (  # noqa: E402
-    atomic_path,
-    clear_done,
-    is_done,
-    mark_done,
-    write_lines,
-    write_text,
-)
+from asr_kd.utils.archive import safe_extract  # noqa: E402
+from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text  # noqa: E402
+from local.common import fetch  # noqa: E402
 
 FSDD_URL = ("https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/"
             "master.tar.gz")
@@ -84,14 +75,8 @@ def download_fsdd(target_dir, corpus_dir=None, url: str = FSDD_URL, sha256: str 
     archive = target / ("fsdd.zip" if url.split("?")[0].endswith(".zip") else "fsdd.tar.gz")
     try:
         _log(f"downloading {url}")
-        if sha256:
-            download(url, archive, sha256, progress=progress)
-        else:
-            with atomic_path(archive) as tmp, urllib.request.urlopen(url, timeout=60) as resp:
-                with open(tmp, "wb") as f:
-                    shutil.copyfileobj(resp, f)
-            _log(f"sha256 of {archive.name}: {sha256sum(archive)} (unverified: GitHub branch "
-                 f"archives have no fixed checksum; pass --sha256 to pin it)")
+        fetch(url, archive, sha256, _log, progress=progress,
+              why="GitHub branch archives have no fixed checksum; pass --sha256 to pin it")
         safe_extract(archive, target)
         found = _find_corpus(target)
         if found is None:

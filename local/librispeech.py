@@ -1,26 +1,47 @@
-"""LibriSpeech in its own layout: locate a copy and do Kaldi-style data preparation.
+"""LibriSpeech in its own layout: download from OpenSLR and Kaldi-style data preparation.
 
-`<part>/<speaker>/<chapter>/<spk>-<chap>-<nnnn>.flac` with one `<spk>-<chap>.trans.txt` per
-chapter (`<utt-id> WORDS`), and `SPEAKERS.TXT` (`ID | SEX | SUBSET | MINUTES | NAME`). The
-`librispeech_subset` recipe uses the hour of train-clean-5 in ../shared/corpora (24 speakers,
-see its SOURCE.md); speakers, not utterances, are split into train / dev / test: the
-lowest-numbered female and male speaker are the test set, the next two the dev set.
+`LibriSpeech/<part>/<speaker>/<chapter>/<spk>-<chap>-<nnnn>.flac` (16 kHz), one
+`<spk>-<chap>.trans.txt` per chapter (`<utt-id> WORDS`), and `SPEAKERS.TXT`
+(`ID | SEX | SUBSET | MINUTES | NAME`). OpenSLR resource 12 holds the parts of the 1000 hours
+(train-clean-100, train-clean-360, train-other-500, dev/test-clean, dev/test-other), resource
+31 mini LibriSpeech (train-clean-5, 5 h; dev-clean-2, 2 h), resource 11 the ARPA LMs and
+`librispeech-lexicon.txt`. Three recipes use this script:
 
-Lexicon: CMUdict (stress marks dropped). A word CMUdict lacks is mapped to `<UNK>`, pronounced
-`SPN` (Kaldi's spoken noise), in every transcript, the references included: about 1.7% of the
-tokens here, each scored as the word `<UNK>`. The LM is a Kneser-Ney n-gram on the training
-transcripts, plus (`--lm-text train+other`, the default) the transcripts of the training
-speakers' other train-clean-5 utterances in `lm_text/` (their audio is not here); the dev and
-test speakers' lines are never used, so a test word the LM text lacks stays out of the LM.
+- librispeech_subset: the hour of train-clean-5 in ../shared/corpora (24 speakers, see its
+  SOURCE.md), split by speaker (`--split-by-speaker`): the lowest-numbered female and male
+  speaker are data/test, the next two data/dev, the other 20 data/train.
+- mini_librispeech: train-clean-5 is data/train, dev-clean-2 data/dev_clean_2.
+- librispeech: the `--train` parts joined into data/train, each `--test` part data/<part>
+  (dashes as underscores); the OpenSLR lexicon and ARPA LM.
+
+Lexicon: CMUdict, or librispeech-lexicon.txt (`--lexicon`); stress marks dropped from both, so
+both give the same 39 phones. A word without a pronunciation becomes `<UNK>`, pronounced `SPN`
+(Kaldi's spoken noise), in every transcript, the references included (it is scored as the word
+`<UNK>`); the log counts these tokens. LM: a given ARPA (`--arpa`, plain or .gz), or a
+Kneser-Ney n-gram on the training transcripts, plus with `--lm-text train+other` the training
+speakers' lines of `lm_text/<part>.other-utterances.txt` (the shared hour has one; their audio
+is not there). Held-out speakers' sentences never reach the LM.
+
+Downloads are checked against sha256 sums: torchaudio's for resource 12. Resources 31 and 11
+publish none, so those files are fetched, their sha256 logged, and `--checksums FILE`
+(sha256sum's format, `HEX  NAME` per line) pins them. An archive is unpacked beside the corpus
+and its part moved in only once complete; a failed download leaves nothing behind.
 
 Usage (from a recipe dir):
-    python ../../local/librispeech.py download --dest corpus       # prints the corpus dir
-    python ../../local/librispeech.py prepare --corpus-dir DIR --data-dir data
+    python ../../local/librispeech.py download --dest corpus --parts train-clean-5 dev-clean-2
+    python ../../local/librispeech.py download-lm --dest corpus/lm --files librispeech-lexicon.txt
+    python ../../local/librispeech.py prepare --corpus-dir DIR --data-dir data \\
+        --train train-clean-5 --test dev-clean-2 [--lexicon FILE] [--arpa FILE]
+Without --parts, `download` finds the shared hour (librispeech_subset).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import os
+import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,37 +51,177 @@ if str(REPO) not in sys.path:  # run by path: local/ (and asr_kd without `pip in
 
 from asr_kd.data import load_data_dir, write_data_dir  # noqa: E402
 from asr_kd.lang.ngram import train_kneser_ney  # noqa: E402
-from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text  # noqa: E402
+from asr_kd.utils.archive import safe_extract  # noqa: E402
+from asr_kd.utils.io import (  # noqa: E402
+    atomic_path,
+    clear_done,
+    is_done,
+    mark_done,
+    write_lines,
+    write_text,
+)
+from local.common import fetch  # noqa: E402
 from local.fsdd import read_cmudict  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 SHARED_CORPUS_DIR = SHARED / "librispeech_subset"
 CMUDICT = SHARED / "cmudict" / "cmudict.dict"
-PART = "train-clean-5"
-OTHER_TEXT = Path("lm_text") / f"{PART}.other-utterances.txt"
+SHARED_PART = "train-clean-5"  # the only part of the shared hour
 LM_TEXTS = ("train", "train+other")
 UNK, SPN = "<UNK>", "SPN"
+
+OPENSLR = "https://www.openslr.org/resources"
+RESOURCE = {**dict.fromkeys(("train-clean-100", "train-clean-360", "train-other-500", "dev-clean",
+                             "dev-other", "test-clean", "test-other"), 12),
+            "train-clean-5": 31, "dev-clean-2": 31}
+LM_RESOURCE = 11
+# Resource 12's archives, as torchaudio.datasets.LIBRISPEECH verifies them.
+SHA256 = {
+    "dev-clean.tar.gz": "76f87d090650617fca0cac8f88b9416e0ebf80350acb97b343a85fa903728ab3",
+    "dev-other.tar.gz": "12661c48e8c3fe1de2c1caa4c3e135193bfb1811584f11f569dd12645aa84365",
+    "test-clean.tar.gz": "39fde525e59672dc6d1551919b1478f724438a95aa55f874b576be21967e6c23",
+    "test-other.tar.gz": "d09c181bba5cf717b3dee7d4d592af11a3ee3a09e08ae025c5506f6ebe961c29",
+    "train-clean-100.tar.gz": "d4ddd1d5a6ab303066f14971d768ee43278a5f2a0aa43dc716b0e64ecbbbf6e2",
+    "train-clean-360.tar.gz": "146a56496217e96c14334a160df97fffedd6e0a04e66b9c5af0d40be3c792ecf",
+    "train-other-500.tar.gz": "ddb22f27f96ec163645d53215559df6aa36515f26e01dd70798188350adcb6d2",
+}
+UNPINNED = "OpenSLR publishes no sha256 for it; pin it with --checksums"
 
 
 def _log(msg: str) -> None:
     print(f"librispeech: {msg}", file=sys.stderr)
 
 
-def _is_corpus(d: Path) -> bool:
-    return (d / PART).is_dir() and (d / "SPEAKERS.TXT").is_file()
+# ------------------------------------------------------------------------------ download
+
+
+def read_checksums(path) -> dict[str, str]:
+    """{file name: sha256} from sha256sum's output format (`HEX  NAME`, `*NAME` for binary)."""
+    path, out = Path(path), {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        f = line.split()
+        if not f:
+            continue
+        if len(f) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", f[0]):
+            raise ValueError(f"{path}:{lineno}: expected '<sha256>  <file name>', got {line!r}")
+        out[Path(f[1].lstrip("*")).name] = f[0].lower()
+    return out
 
 
 def find_corpus(target_dir, corpus_dir=None) -> Path:
-    """A directory holding `train-clean-5/` and `SPEAKERS.TXT`: `corpus_dir`, the shared copy,
+    """A directory holding `train-clean-5/` and `SPEAKERS.TXT`: `corpus_dir`, the shared hour,
     or an earlier copy in `target_dir`."""
     candidates = [Path(corpus_dir)] if corpus_dir is not None else [SHARED_CORPUS_DIR]
     for d in [*candidates, Path(target_dir)]:
-        if _is_corpus(d):
+        if (d / SHARED_PART).is_dir() and (d / "SPEAKERS.TXT").is_file():
             _log(f"using existing corpus at {d.resolve()} (not copied)")
             return d.resolve()
-    raise ValueError(f"no LibriSpeech copy ({PART}/ and SPEAKERS.TXT) at "
+    raise ValueError(f"no LibriSpeech copy ({SHARED_PART}/ and SPEAKERS.TXT) at "
                      f"{' or '.join(str(d) for d in [*candidates, Path(target_dir)])}; "
                      f"pass --corpus-dir")
+
+
+def _remove_if_empty(*dirs: Path) -> None:
+    for d in dirs:
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+
+
+def _download_part(part: str, target: Path, url: str, sha256: str | None,
+                   progress: bool) -> None:
+    """Fetch and unpack one part's archive into target/LibriSpeech/<part>, marked complete."""
+    created = not target.exists()
+    archive, unpack = target / f"{part}.tar.gz", target / f".{part}.unpack"
+    corpus, marker = target / "LibriSpeech", target / f".{part}.completed"
+    complete = False
+    try:
+        _log(f"downloading {url}")
+        fetch(url, archive, sha256, _log, UNPINNED, progress=progress)
+        if unpack.exists():  # left by a killed run
+            shutil.rmtree(unpack)
+        safe_extract(archive, unpack)
+        if not (unpack / "LibriSpeech" / part).is_dir():
+            raise ValueError(f"{archive}: no LibriSpeech/{part}/ in the archive")
+        corpus.mkdir(exist_ok=True)
+        marker.unlink(missing_ok=True)  # from here on the old copy (--force) is going
+        if (corpus / part).exists():
+            shutil.rmtree(corpus / part)
+        for f in (unpack / "LibriSpeech").iterdir():  # SPEAKERS.TXT etc., in every archive
+            if f.is_file():
+                os.replace(f, corpus / f.name)
+        os.replace(unpack / "LibriSpeech" / part, corpus / part)
+        write_text(marker, "")
+        complete = True
+        _log(f"{part}: {sum(1 for _ in (corpus / part).glob('*/*/*.flac'))} FLAC files in "
+             f"{corpus / part}")
+    finally:  # the unpacked part is what counts; the archive would double the disk used
+        archive.unlink(missing_ok=True)
+        if unpack.exists():
+            shutil.rmtree(unpack)
+        if created and not complete:
+            _remove_if_empty(corpus, target)
+
+
+def download_librispeech(target_dir, parts, corpus_dir=None, base_url: str = OPENSLR,
+                         checksums=None, force: bool = False, progress: bool = True) -> Path:
+    """Return a directory holding every part in `parts`: `corpus_dir` (a local copy), or
+    `target_dir/LibriSpeech`, where the parts not yet complete are downloaded from OpenSLR.
+
+    The shared hour is never used here: it is only a selection of train-clean-5.
+    """
+    unknown = [p for p in parts if p not in RESOURCE]
+    if unknown:
+        raise ValueError(f"unknown LibriSpeech part(s) {', '.join(unknown)} (known: "
+                         f"{', '.join(RESOURCE)})")
+    if corpus_dir is not None:
+        missing = [p for p in parts if not (Path(corpus_dir) / p).is_dir()]
+        if missing:
+            raise ValueError(f"{corpus_dir}: no {', '.join(f'{p}/' for p in missing)} (leave "
+                             f"--corpus-dir out to download)")
+        _log(f"using existing corpus at {Path(corpus_dir).resolve()} (not copied)")
+        return Path(corpus_dir).resolve()
+    target = Path(target_dir)
+    sums = {**SHA256, **(read_checksums(checksums) if checksums else {})}
+    for part in parts:
+        if ((target / f".{part}.completed").exists() and (target / "LibriSpeech" / part).is_dir()
+                and not force):
+            _log(f"{target / 'LibriSpeech' / part} already complete; skipping download")
+            continue
+        url = f"{base_url.rstrip('/')}/{RESOURCE[part]}/{part}.tar.gz"
+        _download_part(part, target, url, sums.get(f"{part}.tar.gz"), progress)
+    return (target / "LibriSpeech").resolve()
+
+
+def download_lm(target_dir, files, lm_dir=None, base_url: str = OPENSLR, checksums=None,
+                progress: bool = True) -> Path:
+    """Return a directory holding `files` of OpenSLR resource 11 (lexicon, ARPA LMs): `lm_dir`
+    (a local copy), or `target_dir`, where those not there yet are downloaded."""
+    if lm_dir is not None:
+        missing = [f for f in files if not (Path(lm_dir) / f).is_file()]
+        if missing:
+            raise ValueError(f"{lm_dir}: no {', '.join(missing)} (leave --lm-dir out to "
+                             f"download)")
+        return Path(lm_dir).resolve()
+    target = Path(target_dir)
+    created = not target.exists()
+    sums = read_checksums(checksums) if checksums else {}
+    try:
+        for name in files:
+            # A file is only ever renamed into place complete; a pinned one is rechecked.
+            if (target / name).is_file() and name not in sums:
+                _log(f"{target / name} already there; skipping download")
+                continue
+            url = f"{base_url.rstrip('/')}/{LM_RESOURCE}/{name}"
+            _log(f"downloading {url}")
+            fetch(url, target / name, sums.get(name), _log, UNPINNED, progress=progress)
+    except BaseException:
+        if created:
+            _remove_if_empty(target)
+        raise
+    return target.resolve()
+
+
+# ------------------------------------------------------------------------------ prepare
 
 
 def read_speakers(path: Path) -> dict[str, str]:
@@ -81,6 +242,8 @@ def read_part(part_dir: Path) -> dict[str, tuple[Path, str, list[str]]]:
     out = {}
     for trans in sorted(part_dir.glob("*/*/*.trans.txt")):
         for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
             utt, *words = line.split()
             flac = trans.parent / f"{utt}.flac"
             if not words:
@@ -105,10 +268,12 @@ def split_speakers(sexes: dict[str, str], present: set[str]) -> dict[str, set[st
     return {"train": present - test - dev, "dev": dev, "test": test}
 
 
-def read_other_text(corpus_dir: Path) -> list[tuple[str, list[str]]]:
-    """(utt, words) of lm_text/train-clean-5.other-utterances.txt."""
-    path, out = Path(corpus_dir) / OTHER_TEXT, []
+def read_other_text(corpus_dir: Path, part: str = SHARED_PART) -> list[tuple[str, list[str]]]:
+    """(utt, words) of lm_text/<part>.other-utterances.txt."""
+    path, out = Path(corpus_dir) / "lm_text" / f"{part}.other-utterances.txt", []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
         utt, *words = line.split()
         if not words:
             raise ValueError(f"{path}:{lineno}: utterance '{utt}' has no words")
@@ -116,23 +281,87 @@ def read_other_text(corpus_dir: Path) -> list[tuple[str, list[str]]]:
     return out
 
 
-def _other_words(corpus_dir: Path, lm_text: str) -> set[str]:
-    if lm_text != "train+other":
-        return set()
-    return {w for _, ws in read_other_text(corpus_dir) for w in ws}
+def read_lexicon(path) -> dict[str, list[list[str]]]:
+    """librispeech-lexicon.txt (`WORD PH1 PH2 ...`) as {WORD: [pron, ...]}, stress digits
+    stripped (as from CMUdict) and the alternatives this makes equal merged."""
+    path, prons = Path(path), {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        word, *phones = line.split()
+        if not phones:
+            raise ValueError(f"{path}:{lineno}: word '{word}' has no pronunciation")
+        pron = [re.sub(r"\d", "", p) for p in phones]
+        if pron not in prons.setdefault(word, []):
+            prons[word].append(pron)
+    return prons
 
 
-def prepare_librispeech(corpus_dir, output_dir, lm_order: int = 3, lm_text: str = "train+other",
-                        cmudict: Path = CMUDICT, force: bool = False) -> dict[str, Path]:
-    """Write `train`, `dev`, `test`, `local/dict` and `local/lm.arpa` under `output_dir`; a rerun
-    with the same options is skipped."""
+def _open_arpa(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else \
+        open(path, encoding="utf-8")
+
+
+def arpa_words(path) -> set[str]:
+    """The words of an ARPA LM's unigram section (`<s>`, `</s>` left out)."""
+    path, words, section = Path(path), set(), None
+    with _open_arpa(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if line.startswith("\\"):
+                section = line.strip()
+                if section not in ("\\data\\", "\\1-grams:"):
+                    break
+            elif section == "\\1-grams:" and line.strip():
+                fields = line.split()
+                if len(fields) < 2:
+                    raise ValueError(f"{path}:{lineno}: expected 'LOGPROB WORD [BACKOFF]', got "
+                                     f"{line.strip()!r}")
+                words.add(fields[1])
+    if not words:
+        raise ValueError(f"{path}: no \\1-grams: section (not an ARPA LM?)")
+    return words - {"<s>", "</s>"}
+
+
+def _sets_of(corpus_dir: Path, train: list[str], test: list[str], split_by_speaker: bool):
+    """({set: {utt: (flac, speaker, words)}}, log line) for the data dirs to write."""
+    if split_by_speaker:
+        if len(train) != 1 or test:
+            raise ValueError("--split-by-speaker splits one --train part and takes no --test")
+        utts = read_part(corpus_dir / train[0])
+        split = split_speakers(read_speakers(corpus_dir / "SPEAKERS.TXT"),
+                               {spk for _, spk, _ in utts.values()})
+        return ({k: {u: v for u, v in utts.items() if v[1] in spk} for k, spk in split.items()},
+                f"speakers train {len(split['train'])}, dev {sorted(split['dev'])}, test "
+                f"{sorted(split['test'])}")
+    both = sorted(set(train) & set(test))
+    if both:
+        raise ValueError(f"part(s) {', '.join(both)} both in --train and --test")
+    for p in train + test:
+        if not (corpus_dir / p).is_dir():
+            raise ValueError(f"{corpus_dir / p}: no such part")
+    sets = {"train": {u: v for p in train for u, v in read_part(corpus_dir / p).items()}}
+    sets.update({p.replace("-", "_"): read_part(corpus_dir / p) for p in test})
+    return sets, f"train {'+'.join(train)}, test {', '.join(test)}"
+
+
+def prepare_librispeech(corpus_dir, output_dir, train=(SHARED_PART,), test=(),
+                        split_by_speaker: bool = False, lexicon=None, cmudict=CMUDICT,
+                        arpa=None, lm_order: int = 3, lm_text: str = "train",
+                        force: bool = False) -> dict[str, Path]:
+    """Write the data dirs, `local/dict` and `local/lm.arpa` under `output_dir` (see the module
+    docstring); a rerun with the same options is skipped."""
     if lm_text not in LM_TEXTS:
         raise ValueError(f"--lm-text must be one of {', '.join(LM_TEXTS)}, got '{lm_text}'")
-    corpus_dir, out = Path(corpus_dir), Path(output_dir)
-    paths = {k: out / k for k in ("train", "dev", "test")}
+    corpus_dir, out, train, test = Path(corpus_dir), Path(output_dir), list(train), list(test)
+    opts = (f"train={'+'.join(train)} test={'+'.join(test)} split_by_speaker={split_by_speaker} "
+            f"lexicon={lexicon or cmudict} " + (f"arpa={arpa}" if arpa else
+                                                f"lm_order={lm_order} lm_text={lm_text}"))
+    opts_file = out / "local" / "options"
+    names = ["train", "dev", "test"] if split_by_speaker else \
+        ["train", *(p.replace("-", "_") for p in test)]
+    paths = {k: out / k for k in names}
     paths.update(dict=out / "local" / "dict", lm=out / "local" / "lm.arpa")
-    stages = [paths["train"], paths["dev"], paths["test"], paths["dict"], out / "local"]
-    opts, opts_file = f"lm_order={lm_order} lm_text={lm_text}", out / "local" / "options"
+    stages = [*(paths[k] for k in names), paths["dict"], out / "local"]
     if (not force and all(is_done(d) for d in stages) and opts_file.is_file()
             and opts_file.read_text().strip() == opts):
         _log(f"{out} already prepared ({opts}); skipping (use --force to redo)")
@@ -140,80 +369,120 @@ def prepare_librispeech(corpus_dir, output_dir, lm_order: int = 3, lm_text: str 
     for d in stages:
         clear_done(d)
 
-    utts = read_part(corpus_dir / PART)
-    split = split_speakers(read_speakers(corpus_dir / "SPEAKERS.TXT"),
-                           {spk for _, spk, _ in utts.values()})
-    prons = read_cmudict(cmudict, sorted({w for _, _, ws in utts.values() for w in ws}
-                                         | set(_other_words(corpus_dir, lm_text))),
-                         missing_ok=True)
-    oov = sum(w not in prons for _, _, ws in utts.values() for w in ws)
+    sets, described = _sets_of(corpus_dir, train, test, split_by_speaker)
+    train_spk = {spk for _, spk, _ in sets["train"].values()}
+    other = [] if lm_text == "train" or arpa else \
+        [ws for utt, ws in read_other_text(corpus_dir, train[0]) if utt.split("-")[0] in train_spk]
+    lm_words = arpa_words(arpa) if arpa else set()
+    wanted = {w for s in sets.values() for _, _, ws in s.values() for w in ws}
+    wanted |= {w for ws in other for w in ws} | lm_words
+    prons = read_lexicon(lexicon) if lexicon else \
+        read_cmudict(cmudict, sorted(wanted), missing_ok=True)
 
     def known(words):
         return [w if w in prons else UNK for w in words]
 
-    texts = {}
-    for name, speakers in split.items():
-        sel = {u: v for u, v in utts.items() if v[1] in speakers}
-        texts[name] = {u: known(ws) for u, (_, _, ws) in sel.items()}
-        write_data_dir(paths[name], {u: str(f) for u, (f, _, _) in sel.items()}, texts[name],
-                       {u: spk for u, (_, spk, _) in sel.items()})
+    texts, unk = {}, {}
+    for name, utts in sets.items():
+        texts[name] = {u: known(ws) for u, (_, _, ws) in utts.items()}
+        unk[name] = sum(w == UNK for ws in texts[name].values() for w in ws)
+        write_data_dir(paths[name], {u: str(f) for u, (f, _, _) in utts.items()}, texts[name],
+                       {u: spk for u, (_, spk, _) in utts.items()})
 
-    lm_sentences = list(texts["train"].values())
-    if lm_text == "train+other":
-        lm_sentences += [known(ws) for utt, ws in read_other_text(corpus_dir)
-                         if utt.split("-")[0] in split["train"]]
-    vocab = sorted({w for ws in lm_sentences for w in ws}
-                   | {w for t in texts.values() for ws in t.values() for w in ws})
+    if arpa:
+        with atomic_path(paths["lm"]) as tmp, _open_arpa(Path(arpa)) as src, \
+                open(tmp, "w", encoding="utf-8") as dst:
+            shutil.copyfileobj(src, dst)  # decompressed: kaldilm reads plain text
+        lm_sentences = []
+    else:
+        lm_sentences = list(texts["train"].values()) + [known(ws) for ws in other]
+        lm = train_kneser_ney(lm_sentences, order=lm_order)
+        write_text(paths["lm"], lm.to_arpa())
+        lm_words = set(lm.vocab)
+    vocab = sorted((lm_words | {w for t in texts.values() for ws in t.values() for w in ws})
+                   & prons.keys())
     d = paths["dict"]
     write_lines(d / "lexicon.txt", [f"{UNK} {SPN}"] + [f"{w} {' '.join(p)}" for w in vocab
-                                                      if w != UNK for p in prons[w]])
+                                                      for p in prons[w]])
     write_lines(d / "silence_phones.txt", ["SIL", SPN])
     write_lines(d / "optional_silence.txt", ["SIL"])
     write_lines(d / "nonsilence_phones.txt",
-                sorted({p for w in vocab if w != UNK for pron in prons[w] for p in pron}))
+                sorted({p for w in vocab for pron in prons[w] for p in pron}))
     write_lines(d / "extra_questions.txt", [])
-    lm = train_kneser_ney(lm_sentences, order=lm_order)
-    write_text(paths["lm"], lm.to_arpa())
     write_text(opts_file, opts + "\n")
 
-    for k in ("train", "dev", "test"):
+    for k in names:
         load_data_dir(paths[k])
     for stage in stages:  # `local` last: it stands for the whole preparation
         mark_done(stage)
-    lm_vocab = set(lm.vocab)
-    test_words = [w for ws in texts["test"].values() for w in ws]
-    test_oov = sum(w not in lm_vocab for w in test_words)
-    counts = ", ".join(f"{k} {len(t)}" for k, t in texts.items())
-    _log(f"speakers train {len(split['train'])}, dev {sorted(split['dev'])}, test "
-         f"{sorted(split['test'])}; utterances {counts}; "
-         f"{oov} word tokens CMUdict lacks became {UNK}; {lm_order}-gram LM on {lm_text} "
-         f"({len(lm_sentences)} sentences, {len(lm_vocab)} words): test tokens outside it "
-         f"{test_oov} / {len(test_words)} ({100 * test_oov / len(test_words):.1f}%)")
+    counts = ", ".join(f"{k} {len(t)} ({unk[k]} {UNK} tokens)" for k, t in texts.items())
+    lm_desc = (f"ARPA {arpa}" if arpa else
+               f"{lm_order}-gram LM on {lm_text} ({len(lm_sentences)} sentences)")
+    outside = []
+    for k in names[1:]:
+        toks = [w for ws in texts[k].values() for w in ws]
+        n = sum(w not in lm_words for w in toks)
+        outside.append(f"{k} {n} / {len(toks)} ({100 * n / len(toks):.1f}%)")
+    _log(f"{described}; utterances {counts}: words {lexicon or cmudict} lacks became {UNK}; "
+         f"lexicon {len(vocab)} words; {lm_desc}, {len(lm_words)} words: tokens outside it "
+         f"{', '.join(outside)}")
     return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    dl = sub.add_parser("download", help="locate the corpus; prints its directory")
+    dl = sub.add_parser("download", help="find or download the corpus; prints its directory")
+    dl.add_argument("--parts", nargs="+", default=None,
+                    help=f"OpenSLR parts ({', '.join(RESOURCE)}); without it: find the shared "
+                         f"hour of {SHARED_PART}")
     dl.add_argument("--corpus-dir", type=Path, default=None,
-                    help=f"existing copy to use (default: {SHARED_CORPUS_DIR} if present)")
+                    help=f"existing copy to use (without --parts: default {SHARED_CORPUS_DIR})")
     dl.add_argument("--dest", type=Path, default=Path("corpus"),
-                    help="where a copy would be (checked after --corpus-dir / the shared copy)")
+                    help="where to download to (dest/LibriSpeech/<part>)")
+    lm = sub.add_parser("download-lm", help="download resource 11 files; prints their directory")
+    lm.add_argument("--files", nargs="+", required=True,
+                    help="e.g. librispeech-lexicon.txt 3-gram.pruned.3e-7.arpa.gz")
+    lm.add_argument("--lm-dir", type=Path, default=None, help="existing copy to use")
+    lm.add_argument("--dest", type=Path, default=Path("corpus") / "lm")
+    for sp in (dl, lm):
+        sp.add_argument("--base-url", default=OPENSLR,
+                        help="OpenSLR or a mirror: files are BASE/<resource>/<name>")
+        sp.add_argument("--checksums", type=Path, default=None,
+                        help="sha256sum-format file: sha256 of archives OpenSLR has none for "
+                             "(or overriding ours)")
+        sp.add_argument("--no-progress", action="store_true")
+    dl.add_argument("--force", action="store_true", help="download even if .completed exists")
     pr = sub.add_parser("prepare", help="write Kaldi data dirs, dictionary and LM")
-    pr.add_argument("--corpus-dir", type=Path, required=True)
+    pr.add_argument("--corpus-dir", type=Path, required=True, help="directory holding the parts")
     pr.add_argument("--data-dir", type=Path, default=Path("data"))
-    pr.add_argument("--lm-order", type=int, default=3, help="order of the Kneser-Ney LM")
-    pr.add_argument("--lm-text", default="train+other", choices=LM_TEXTS)
+    pr.add_argument("--train", nargs="+", default=[SHARED_PART], help="parts joined as train")
+    pr.add_argument("--test", nargs="*", default=[], help="parts, each a data dir of its own")
+    pr.add_argument("--split-by-speaker", action="store_true",
+                    help="split the one --train part into train/dev/test by speaker")
+    pr.add_argument("--lexicon", type=Path, default=None,
+                    help="librispeech-lexicon.txt; default: CMUdict (--cmudict)")
     pr.add_argument("--cmudict", type=Path, default=CMUDICT)
+    pr.add_argument("--arpa", type=Path, default=None,
+                    help="ARPA LM (plain or .gz) to use instead of training one (then "
+                         "--lm-order and --lm-text are unused)")
+    pr.add_argument("--lm-order", type=int, default=3, help="order of the Kneser-Ney LM")
+    pr.add_argument("--lm-text", default="train", choices=LM_TEXTS)
     pr.add_argument("--force", action="store_true", help="redo even if .done markers exist")
     args = p.parse_args(argv)
     try:
-        if args.cmd == "download":
+        if args.cmd == "download" and args.parts is None:
             print(find_corpus(args.dest, corpus_dir=args.corpus_dir))  # stdout: only the path
+        elif args.cmd == "download":
+            print(download_librispeech(args.dest, args.parts, args.corpus_dir, args.base_url,
+                                       args.checksums, args.force, not args.no_progress))
+        elif args.cmd == "download-lm":
+            print(download_lm(args.dest, args.files, args.lm_dir, args.base_url,
+                              args.checksums, not args.no_progress))
         else:
-            prepare_librispeech(args.corpus_dir, args.data_dir, args.lm_order, args.lm_text,
-                                args.cmudict, args.force)
+            prepare_librispeech(args.corpus_dir, args.data_dir, args.train, args.test,
+                                args.split_by_speaker, args.lexicon, args.cmudict, args.arpa,
+                                args.lm_order, args.lm_text, args.force)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

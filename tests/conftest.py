@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -46,6 +49,28 @@ def copy_recipe(name: str, dest: Path) -> Path:
     shutil.copytree(REPO / "recipes" / name, rdir,
                     ignore=shutil.ignore_patterns("data", "exp", "corpus", "corpus.path"))
     return rdir
+
+
+@pytest.fixture
+def http_server(tmp_path, monkeypatch):
+    """(root, base URL): tmp_path/srv served over HTTP on 127.0.0.1 (an ephemeral port), with
+    any proxy bypassed, for this process and the recipes it runs."""
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    root = tmp_path / "srv"
+    root.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                            functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,6 @@ fi
 if run 1; then
   log "Stage 1: data dirs (split by speaker), CMUdict lexicon, a $lm_order-gram LM on $lm_text"
   python ../../local/librispeech.py prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
-    --lm-order "$lm_order" --lm-text "$lm_text"
+    --split-by-speaker --lm-order "$lm_order" --lm-text "$lm_text"
 fi
 . ../common/stages.sh
