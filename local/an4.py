@@ -1,34 +1,45 @@
-"""CMU AN4 ("census"): locate the corpus and do Kaldi-style data preparation.
+"""CMU AN4 ("census"): find or download the corpus and do Kaldi-style data preparation.
 
 948 train and 130 test utterances (74 and 10 speakers, disjoint), 16 kHz close-talking read
-speech: spelled letters, digits, numbers, dates, a few control words. The copy here is WAV
-(see its SOURCE.md). `etc/` holds the file lists (`an4_{train,test}.fileids`), transcripts in
-the same order (`WORDS (utt-id)`; train lines wrapped in `<s> ... </s>`), the lexicon
-`an4.dic` (alternatives `WORD(2)`), `an4.phone` and `an4.filler`.
+speech: spelled letters, digits, numbers, dates, a few control words. `etc/` holds the file
+lists (`an4_{train,test}.fileids`, paths under `wav/` without extension), transcripts in the
+same order (`WORDS (utt-id)`; train lines wrapped in `<s> ... </s>`), the lexicon `an4.dic`
+(alternatives `WORD(2)`), `an4.phone` and `an4.filler`. Audio is `.wav` (the shared copy, see
+its SOURCE.md) or NIST SPHERE `.sph` (CMU's an4_sphere.tar.gz: `an4/{etc,wav}/`, 16-bit PCM,
+which libsndfile reads as it is).
+
+`download` uses `--corpus-dir`, else the shared copy (unless `--no-shared`), else an earlier
+download (`DEST/an4`), else fetches CMU's archive (`--url`) into DEST and unpacks it there; the
+archive is deleted once unpacked, and a failure leaves nothing behind. CMU publishes no sha256:
+an unpinned archive's sha256 is logged, and `--sha256` pins it.
 
 Usage (from a recipe dir):
-    python ../../local/an4.py download --dest corpus          # prints the corpus dir to use
+    python ../../local/an4.py download --dest corpus [--no-shared]   # prints the corpus dir
     python ../../local/an4.py prepare --corpus-dir DIR --data-dir data [--lm-order 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
 
-try:
-    import asr_kd  # noqa: F401
-except ImportError:  # run by path from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run by path: local/ (and asr_kd without `pip install -e .`)
+    sys.path.insert(0, str(REPO))
 
 from asr_kd.data import load_data_dir, write_data_dir  # noqa: E402
 from asr_kd.lang.ngram import train_kneser_ney  # noqa: E402
 from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text  # noqa: E402
+from local.common import unpacked  # noqa: E402
 
 SHARED_CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "an4"
+AN4_URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"  # 64 MB, as Kaldi's
+UNPINNED = "CMU publishes no sha256 for it; pin it with --sha256"
 SPLITS = {"train": "an4_train", "test": "an4_test"}
+AUDIO = (".wav", ".sph")  # the shared copy's WAV, CMU's NIST SPHERE
 _LINE = re.compile(r"^(.*)\((\S+)\)\s*$")  # "WORDS (utt-id)"
 
 
@@ -40,17 +51,35 @@ def _is_corpus(d: Path) -> bool:
     return (d / "etc" / "an4_train.fileids").is_file() and (d / "wav").is_dir()
 
 
-def download_an4(target_dir, corpus_dir=None) -> Path:
-    """Return a directory holding AN4's `etc/` and `wav/`: `corpus_dir`, the shared copy, or
-    an earlier copy in `target_dir`. Fetching CMU's archive is not implemented yet."""
-    candidates = [Path(corpus_dir)] if corpus_dir is not None else [SHARED_CORPUS_DIR]
-    for d in [*candidates, Path(target_dir)]:
-        if _is_corpus(d):
-            _log(f"using existing corpus at {d.resolve()} (not copied)")
-            return d.resolve()
-    raise ValueError(f"no AN4 corpus (etc/an4_train.fileids and wav/) at "
-                     f"{' or '.join(str(d) for d in [*candidates, Path(target_dir)])}; "
-                     f"downloading AN4 is not supported yet: pass --corpus-dir")
+def download_an4(target_dir, corpus_dir=None, url: str = AN4_URL, sha256: str | None = None,
+                 shared: bool = True, progress: bool = True) -> Path:
+    """Return a directory holding AN4's `etc/` and `wav/`: `corpus_dir`, the shared copy (when
+    `shared`), an earlier download in `target_dir/an4`, or CMU's archive from `url` unpacked
+    there (verified against `sha256` when given, its sha256 logged otherwise)."""
+    found = None
+    if corpus_dir is not None:
+        if not _is_corpus(Path(corpus_dir)):
+            raise ValueError(f"no AN4 corpus (etc/an4_train.fileids and wav/) at {corpus_dir} "
+                             f"(leave --corpus-dir out to download)")
+        found = Path(corpus_dir)
+    elif shared and _is_corpus(SHARED_CORPUS_DIR):
+        found = SHARED_CORPUS_DIR
+    if found is not None:
+        _log(f"using existing corpus at {found.resolve()} (not copied)")
+        return found.resolve()
+    corpus = Path(target_dir) / "an4"
+    if _is_corpus(corpus):
+        _log(f"{corpus} already complete; skipping download")
+        return corpus.resolve()
+    archive = Path(target_dir) / (Path(url.split("?")[0]).name or "an4.tar.gz")
+    with unpacked(url, archive, sha256, _log, UNPINNED, progress) as unpack:
+        if not _is_corpus(unpack / "an4"):
+            raise ValueError(f"{archive}: no an4/etc/an4_train.fileids and an4/wav/ in the "
+                             f"archive")
+        os.replace(unpack / "an4", corpus)  # whole, or not at all
+    n = sum(1 for f in (corpus / "wav").rglob("*") if f.suffix in AUDIO)
+    _log(f"unpacked {n} audio files into {corpus}")
+    return corpus.resolve()
 
 
 def read_lexicon(etc: Path) -> tuple[dict[str, list[list[str]]], list[str]]:
@@ -100,9 +129,11 @@ def read_split(corpus_dir: Path, name: str, lexicon, fillers: set[str]):
                                  f"in {etc / 'an4.dic'}")
         if not words:
             raise ValueError(f"{tr_path}:{lineno}: utterance '{base}': empty transcript")
-        audio = corpus_dir / "wav" / f"{fid}.wav"
-        if not audio.is_file():
-            raise ValueError(f"{ids_path}:{lineno}: audio file {audio} does not exist")
+        stem = corpus_dir / "wav" / fid
+        audio = next((a for a in (stem.with_name(stem.name + x) for x in AUDIO) if a.is_file()),
+                     None)
+        if audio is None:
+            raise ValueError(f"{ids_path}:{lineno}: no audio file {stem}.wav or {stem}.sph")
         wav[utt], text[utt], utt2spk[utt] = str(audio.resolve()), words, spk
     return wav, text, utt2spk
 
@@ -155,11 +186,18 @@ def prepare_an4(corpus_dir, output_dir, lm_order: int = 3, force: bool = False):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    dl = sub.add_parser("download", help="locate the corpus; prints its directory")
+    dl = sub.add_parser("download", help="find or download the corpus; prints its directory")
     dl.add_argument("--corpus-dir", type=Path, default=None,
                     help=f"existing copy to use (default: {SHARED_CORPUS_DIR} if present)")
     dl.add_argument("--dest", type=Path, default=Path("corpus"),
-                    help="where a copy would be (checked after --corpus-dir / the shared copy)")
+                    help="where to download to (the corpus is DEST/an4)")
+    dl.add_argument("--no-shared", action="store_true",
+                    help="download (into DEST) even where the shared copy is present")
+    dl.add_argument("--url", default=AN4_URL, help="CMU's NIST SPHERE archive, or a mirror")
+    dl.add_argument("--sha256", default=None,
+                    help="expected sha256 of the archive (CMU publishes none: without it the "
+                         "archive's sha256 is logged)")
+    dl.add_argument("--no-progress", action="store_true")
     pr = sub.add_parser("prepare", help="write Kaldi data dirs, dictionary and LM")
     pr.add_argument("--corpus-dir", type=Path, required=True, help="directory with etc/ and wav/")
     pr.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -168,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.cmd == "download":
-            print(download_an4(args.dest, corpus_dir=args.corpus_dir))  # stdout: only the path
+            print(download_an4(args.dest, args.corpus_dir, args.url, args.sha256,
+                               not args.no_shared, not args.no_progress))  # stdout: the path
         else:
             prepare_an4(args.corpus_dir, args.data_dir, lm_order=args.lm_order, force=args.force)
     except (ValueError, OSError) as e:

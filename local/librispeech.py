@@ -51,7 +51,6 @@ if str(REPO) not in sys.path:  # run by path: local/ (and asr_kd without `pip in
 
 from asr_kd.data import load_data_dir, write_data_dir  # noqa: E402
 from asr_kd.lang.ngram import train_kneser_ney  # noqa: E402
-from asr_kd.utils.archive import safe_extract  # noqa: E402
 from asr_kd.utils.io import (  # noqa: E402
     atomic_path,
     clear_done,
@@ -60,7 +59,7 @@ from asr_kd.utils.io import (  # noqa: E402
     write_lines,
     write_text,
 )
-from local.common import fetch  # noqa: E402
+from local.common import fetch, remove_if_empty, unpacked  # noqa: E402
 from local.fsdd import read_cmudict  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -121,45 +120,32 @@ def find_corpus(target_dir, corpus_dir=None) -> Path:
                      f"pass --corpus-dir")
 
 
-def _remove_if_empty(*dirs: Path) -> None:
-    for d in dirs:
-        if d.is_dir() and not any(d.iterdir()):
-            d.rmdir()
-
-
 def _download_part(part: str, target: Path, url: str, sha256: str | None,
                    progress: bool) -> None:
     """Fetch and unpack one part's archive into target/LibriSpeech/<part>, marked complete."""
     created = not target.exists()
-    archive, unpack = target / f"{part}.tar.gz", target / f".{part}.unpack"
+    archive = target / f"{part}.tar.gz"
     corpus, marker = target / "LibriSpeech", target / f".{part}.completed"
     complete = False
     try:
-        _log(f"downloading {url}")
-        fetch(url, archive, sha256, _log, UNPINNED, progress=progress)
-        if unpack.exists():  # left by a killed run
-            shutil.rmtree(unpack)
-        safe_extract(archive, unpack)
-        if not (unpack / "LibriSpeech" / part).is_dir():
-            raise ValueError(f"{archive}: no LibriSpeech/{part}/ in the archive")
-        corpus.mkdir(exist_ok=True)
-        marker.unlink(missing_ok=True)  # from here on the old copy (--force) is going
-        if (corpus / part).exists():
-            shutil.rmtree(corpus / part)
-        for f in (unpack / "LibriSpeech").iterdir():  # SPEAKERS.TXT etc., in every archive
-            if f.is_file():
-                os.replace(f, corpus / f.name)
-        os.replace(unpack / "LibriSpeech" / part, corpus / part)
+        with unpacked(url, archive, sha256, _log, UNPINNED, progress) as unpack:
+            if not (unpack / "LibriSpeech" / part).is_dir():
+                raise ValueError(f"{archive}: no LibriSpeech/{part}/ in the archive")
+            corpus.mkdir(exist_ok=True)
+            marker.unlink(missing_ok=True)  # from here on the old copy (--force) is going
+            if (corpus / part).exists():
+                shutil.rmtree(corpus / part)
+            for f in (unpack / "LibriSpeech").iterdir():  # SPEAKERS.TXT etc., in every archive
+                if f.is_file():
+                    os.replace(f, corpus / f.name)
+            os.replace(unpack / "LibriSpeech" / part, corpus / part)
         write_text(marker, "")
         complete = True
         _log(f"{part}: {sum(1 for _ in (corpus / part).glob('*/*/*.flac'))} FLAC files in "
              f"{corpus / part}")
-    finally:  # the unpacked part is what counts; the archive would double the disk used
-        archive.unlink(missing_ok=True)
-        if unpack.exists():
-            shutil.rmtree(unpack)
+    finally:
         if created and not complete:
-            _remove_if_empty(corpus, target)
+            remove_if_empty(corpus, target)
 
 
 def download_librispeech(target_dir, parts, corpus_dir=None, base_url: str = OPENSLR,
@@ -216,7 +202,7 @@ def download_lm(target_dir, files, lm_dir=None, base_url: str = OPENSLR, checksu
             fetch(url, target / name, sums.get(name), _log, UNPINNED, progress=progress)
     except BaseException:
         if created:
-            _remove_if_empty(target)
+            remove_if_empty(target)
         raise
     return target.resolve()
 

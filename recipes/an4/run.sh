@@ -5,7 +5,8 @@
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
 #   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
-#   [--corpus-dir DIR] [--lm-order N] [--conf-dir conf|conf_paper]
+#   [--corpus-dir DIR] [--download] [--url URL] [--sha256 HEX] [--lm-order N]
+#   [--conf-dir conf|conf_paper]
 # Kaldi's AN4 recipe scores 10.61% WER with its monophone GMM and 5.95% with its best
 # (speaker-adapted triphone) GMM on the 773-word test set.
 set -euo pipefail
@@ -13,7 +14,11 @@ set -euo pipefail
 stage=0
 stop_stage=12
 device=auto
-corpus_dir=     # a local copy (etc/ and wav/); empty: ../shared/corpora/an4
+corpus_dir=     # a local copy (etc/ and wav/); empty: ../shared/corpora/an4, else download
+download=false  # true (--download): fetch CMU's archive into corpus/an4 even where the shared
+                # copy is present (once: a complete corpus/an4 is used as it is)
+url=            # the archive to fetch; empty: CMU's an4_sphere.tar.gz (local/an4.py's AN4_URL)
+sha256=         # pins the archive (CMU publishes no sha256; stage 0 logs the one it fetched)
 lm_order=3      # Kneser-Ney n-gram on the training transcripts
 conf_dir=conf
 temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
@@ -31,8 +36,9 @@ test=test
 
 if run 0; then
   log "Stage 0: find or download the corpus"
+  shared_opt=; if $download; then shared_opt=--no-shared; fi
   python ../../local/an4.py download --dest corpus ${corpus_dir:+--corpus-dir "$corpus_dir"} \
-    > corpus.path
+    $shared_opt ${url:+--url "$url"} ${sha256:+--sha256 "$sha256"} > corpus.path
 fi
 if run 1; then
   log "Stage 1: data dirs, an4.dic lexicon, a $lm_order-gram LM on the training transcripts"
