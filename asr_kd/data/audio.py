@@ -30,11 +30,28 @@ class AudioError(ValueError):
     """Audio that cannot be read or is not usable mono speech."""
 
 
-def _check_truncated(f: sf.SoundFile, name: str) -> None:
-    """Reject WAV files whose data chunk is shorter than the header says.
+def _nist_sample_count(source) -> int | None:
+    """`sample_count` of a NIST SPHERE header (TIMIT, WSJ), or None where it has none."""
+    if isinstance(source, io.BytesIO):
+        head = source.getvalue()[:4096]
+    else:
+        with open(source, "rb") as fh:
+            head = fh.read(4096)
+    m = re.search(rb"^sample_count\s+-i\s+(\d+)\s*$", head.split(b"end_head")[0], re.MULTILINE)
+    return int(m.group(1)) if m else None
+
+
+def _check_truncated(f: sf.SoundFile, name: str, source) -> None:
+    """Reject WAV and NIST SPHERE files holding fewer samples than their header says.
 
     libsndfile silently reads what is there, so a half-copied file would otherwise pass.
     """
+    if f.format == "NIST":
+        declared = _nist_sample_count(source)
+        if declared is not None and f.frames < declared:
+            raise AudioError(f"audio '{name}': truncated: header declares {declared} samples "
+                             f"but the file holds {f.frames}")
+        return
     if f.format not in ("WAV", "WAVEX", "RF64"):
         return
     m = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info, re.MULTILINE)
@@ -50,7 +67,7 @@ def _check_truncated(f: sf.SoundFile, name: str) -> None:
 def _read(source, name: str) -> tuple[np.ndarray, int]:
     try:
         with sf.SoundFile(source) as f:
-            _check_truncated(f, name)
+            _check_truncated(f, name, source)
             data = f.read(dtype="float32", always_2d=True)
             sr = f.samplerate
     except (sf.LibsndfileError, RuntimeError) as e:

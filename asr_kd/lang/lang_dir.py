@@ -2,7 +2,9 @@
 and G.fst.
 
 Phones are position-independent (Kaldi's `--position-dependent-phones false`). L has optional
-silence between words with probability `sil_prob`, as Kaldi's make_lexicon_fst.py builds it.
+silence between words with probability `sil_prob`, as Kaldi's make_lexicon_fst.py builds it
+(`sil_prob` 0: none, as where silence is a word of its own, TIMIT's `sil`). A score map in the
+dict dir (`score_map.txt`, see asr_kd.score.wer) is checked and copied into the lang dir.
 G comes from an ARPA n-gram through kaldilm (backoff arcs carry #0, which L_disambig passes
 through with a #0:#0 self-loop).
 """
@@ -19,6 +21,7 @@ import kaldilm
 
 from asr_kd.hmm.topology import Topology, make_topology
 from asr_kd.lang.dictionary import Dictionary, add_disambig, read_dict_dir
+from asr_kd.score.wer import SCORE_MAP_FILE, read_score_map
 from asr_kd.utils.fst import compile_text, read_fst, read_symbols, write_fst
 from asr_kd.utils.io import atomic_path, clear_done, is_done, mark_done, write_lines, write_text
 
@@ -66,6 +69,8 @@ def lexicon_fst_text(prons: list[tuple[int, float, list[int]]], sil: int, sil_pr
         lines.append(f"{src} {sil_state} {phones[-1]} {out} {c + sil_cost}")
     if disambig_loop is not None:
         lines.append(f"{loop} {loop} {disambig_loop[0]} {disambig_loop[1]} 0")
+    # sil_prob 0 or 1 makes one kind of arc impossible: left out rather than weighted infinity
+    lines = [ln for ln in lines if not ln.endswith(" inf")]
     lines.append(f"{loop} 0")
     return "\n".join(lines) + "\n"
 
@@ -123,6 +128,12 @@ def prepare_lang(dict_dir, lang_dir, arpa: str | None = None, sil_prob: float = 
             kaldifst.arcsort(G, sort_type="ilabel")
             G.write(str(tmp))
         shutil.copyfile(arpa, lang_dir / "lm.arpa")
+    score_map = Path(dict_dir) / SCORE_MAP_FILE
+    if score_map.is_file():
+        read_score_map(score_map)  # a malformed map fails here, not after decoding
+        shutil.copyfile(score_map, lang_dir / SCORE_MAP_FILE)
+    else:
+        (lang_dir / SCORE_MAP_FILE).unlink(missing_ok=True)
     mark_done(lang_dir)
     return load_lang(lang_dir)
 

@@ -128,10 +128,15 @@ def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
     results = {"corpus": corpus, "test_set": test_set, "systems": {
         n: {"wer": s["wer"], "frame_acc": s["frame_acc"], "params": s["params"],
             "flops_per_frame": s.get("flops_per_frame"),
-            "hyp": os.path.relpath(s["hyp"], recipe_dir), "kaldi_line": s["kaldi_line"]}
+            "hyp": os.path.relpath(s["hyp"], recipe_dir), "kaldi_line": s["kaldi_line"],
+            "score_map": s.get("score_map") and os.path.relpath(s["score_map"], recipe_dir)}
         for n, s in systems.items()}, "kept": kept.get("student"), "kept_by_student": kept}
     lines = [f"# Results: {corpus}, {test_set}", "", "## Table 1: every system", ""]
     lines += _table1(systems, kept)
+    maps = sorted({s["score_map"] for s in results["systems"].values()} - {None})
+    if maps:  # e.g. TIMIT: 48 phones folded to 39, the WER a phone error rate
+        lines += ["", f"Scored after mapping the tokens of references and hypotheses with "
+                      f"{', '.join(f'`{m}`' for m in maps)}."]
     lines += ["", "Kaldi-format lines:", "", "```"]
     lines += [f"{n}: {s['kaldi_line']}" for n, s in systems.items()]
     lines += ["```", ""]

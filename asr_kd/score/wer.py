@@ -2,13 +2,22 @@
 
 `%WER 0.00 [ 0 / 232, 0 ins, 0 del, 0 sub ]`: errors / reference words, with the edit operations
 of a minimum-edit-distance alignment per utterance (jiwer computes the alignment).
+
+A score map folds tokens before scoring, in references and hypotheses alike: TIMIT trains on 48
+phones and scores on 39 (Kaldi's egs/timit/s5 maps both sides with conf/phones.60-48-39.map).
+It is a text file, `SCORE_MAP_FILE` in a lang dir (copied there from the dict dir by make-lang,
+and on into each graph dir by make-graph), one `FROM TO` per line; a line `FROM` alone deletes
+the token and a token the map does not name is scored as it is.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import jiwer
+
+SCORE_MAP_FILE = "score_map.txt"
 
 
 @dataclass
@@ -61,3 +70,26 @@ def compute_wer(refs: dict[str, list[str]], hyps: dict[str, list[str]]) -> WerRe
         r.sentence_errors += int(ins + dels + subs > 0)
         r.per_utt[utt] = ins + dels + subs
     return r
+
+
+def read_score_map(path) -> dict[str, str | None]:
+    """{token: what it is scored as, None to delete it} from a score map file (module doc)."""
+    path, out = Path(path), {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        f = line.split()
+        if not f:
+            continue
+        if len(f) > 2:
+            raise ValueError(f"{path}:{lineno}: expected 'FROM TO' or 'FROM' (deleted), got "
+                             f"{line!r}")
+        if f[0] in out:
+            raise ValueError(f"{path}:{lineno}: '{f[0]}' is mapped twice")
+        out[f[0]] = f[1] if len(f) == 2 else None
+    return out
+
+
+def apply_score_map(texts: dict[str, list[str]],
+                    score_map: dict[str, str | None]) -> dict[str, list[str]]:
+    """Every utterance's tokens as scored: mapped, or dropped where the map deletes them."""
+    return {u: [t for w in ws if (t := score_map.get(w, w)) is not None]
+            for u, ws in texts.items()}

@@ -5,6 +5,9 @@ FasterDecoder, one utterance at a time on the CPU) and `torch` (asr_kd.decode.to
 each batch of utterances at once, on the chosen device).
 
 Outputs in the decode dir: hyp.txt (Kaldi `text`), wer (Kaldi's %WER line), scores.json.
+Where the graph dir has a score map (score_map.txt, from the lang dir; asr_kd.score.wer), both
+the references and the hypotheses are mapped with it before scoring, as TIMIT's 48 phones are
+folded to 39: hyp.txt stays as decoded, and score_ref.txt / score_hyp.txt hold what was scored.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from asr_kd.decode.reference import DecodeConfig, ReferenceDecoder
 from asr_kd.decode.torch_decoder import DeviceGraph, TorchDecoder
 from asr_kd.models.acoustic import load_acoustic_model
 from asr_kd.score.frame_acc import frame_accuracy
-from asr_kd.score.wer import compute_wer
+from asr_kd.score.wer import SCORE_MAP_FILE, apply_score_map, compute_wer, read_score_map
 from asr_kd.steps.common import as_tensors, load_dir_feats, read_alignments
 from asr_kd.utils.fst import read_fst, read_symbols
 from asr_kd.utils.io import clear_done, mark_done, write_json, write_lines, write_text
@@ -68,7 +71,17 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
             hyps[u] = [id2word[w] for w in hyp.words] if hyp is not None else []
     if failed:
         log.warning("%d utterances reached no final state: %s", len(failed), " ".join(failed[:10]))
-    wer = compute_wer(d.text, hyps)
+    refs, scored, score_map = d.text, hyps, graph_dir / SCORE_MAP_FILE
+    if score_map.is_file():
+        mapping = read_score_map(score_map)
+        refs, scored = apply_score_map(refs, mapping), apply_score_map(hyps, mapping)
+        write_lines(out_dir / "score_ref.txt", (" ".join([u] + refs[u]) for u in utts))
+        write_lines(out_dir / "score_hyp.txt", (" ".join([u] + scored[u]) for u in utts))
+    else:
+        score_map = None
+        for name in ("score_ref.txt", "score_hyp.txt"):
+            (out_dir / name).unlink(missing_ok=True)
+    wer = compute_wer(refs, scored)
     frames = sum(len(p) for p in preds.values())
     acc = None if ali is None else frame_accuracy(preds, ali)[0]
     write_lines(out_dir / "hyp.txt", (" ".join([u] + hyps[u]) for u in utts))
@@ -81,6 +94,7 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
               "flops_per_frame": model.flops_per_frame(next(iter(feats.values())).shape[1]),
               "hyp": str(out_dir / "hyp.txt"),
               "wer_detail": wer.to_dict(), "kaldi_line": wer.kaldi_line(),
+              "score_map": None if score_map is None else str(score_map),
               "frames": frames, "model_seconds": round(t_model, 3),
               "search_seconds": round(t_search, 3),
               "search_rtfx": round(audio_s / t_search, 1) if t_search > 0 else None,

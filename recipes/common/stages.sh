@@ -14,6 +14,8 @@
 #                     graph uses: tri1 (default; conf/tri1.yaml) or mono
 #   corpus            the corpus name in the report
 #   conf_dir          an overlay of conf/: a file there replaces conf/'s (e.g. conf_ci, conf_paper)
+#   sil_prob          optional silence between words in L (default 0.5; 0 where silence is a
+#                     word of the transcripts, as TIMIT's sil)
 # and the functions log, run (recipes/common/options.sh).
 
 # conf NAME: the config file to use, from the overlay when it has one.
@@ -23,6 +25,7 @@ students=${students:-student}
 allow_pipes=${allow_pipes:-false}
 decoder=${decoder:-reference}
 gmm=${gmm:-tri1}
+sil_prob=${sil_prob:-0.5}
 asr="python -m asr_kd"
 dev="--device $device"
 ali=exp/${gmm}_ali_$train
@@ -50,7 +53,7 @@ report() { $asr report exp --corpus "$corpus" --test-set "$test"; }
 
 if run 2; then
   log "Stage 2: lang dir (lexicon, topology, L, G from the ARPA LM)"
-  $asr make-lang data/local/dict data/lang --arpa data/local/lm.arpa
+  $asr make-lang data/local/dict data/lang --arpa data/local/lm.arpa --sil-prob "$sil_prob"
 fi
 if run 3; then
   log "Stage 3: fbank + CMVN"
