@@ -10,6 +10,8 @@
     asr-kd train-teachers DATA_DIR ALI_DIR EXP_ROOT --config conf/teachers.yaml
     asr-kd train-student DATA_DIR ALI_DIR EXP_DIR --config conf/student.yaml \
         [--teacher EXP_ROOT/ensemble/final.pt] [--set distill.temperature=5 ...]
+    asr-kd train-specialists DATA_DIR ALI_DIR GENERALIST EXP_DIR --config conf/specialists.yaml
+    asr-kd score-specialists MODEL DATA_DIR ALI_DIR DECODE_DIR
     asr-kd make-graph LANG_DIR MODEL_DIR GRAPH_DIR --config conf/graph.yaml
     asr-kd decode --system NAME MODEL GRAPH_DIR DATA_DIR DECODE_DIR [--ali-dir ALI_DIR]
         [--decoder reference|torch]
@@ -122,6 +124,20 @@ def cmd_train_student(a):
                       teacher=a.teacher)
 
 
+def cmd_train_specialists(a):
+    from asr_kd.steps.specialists import run_train_specialists
+    from asr_kd.train.specialists import SpecialistConfig
+
+    run_train_specialists(a.data_dir, a.ali_dir, a.generalist, a.exp_dir,
+                          _cfg(SpecialistConfig, a), _device(a))
+
+
+def cmd_score_specialists(a):
+    from asr_kd.steps.specialists import run_specialist_coverage
+
+    run_specialist_coverage(a.model, a.data_dir, a.ali_dir, a.decode_dir, _device(a))
+
+
 def cmd_make_graph(a):
     from asr_kd.decode.graph import GraphConfig
     from asr_kd.steps.graph import run_make_graph
@@ -162,6 +178,10 @@ VERBS = {
     "train-teachers": (cmd_train_teachers, ["data_dir", "ali_dir", "exp_root"], "exp_root",
                        "teachers"),
     "train-student": (cmd_train_student, ["data_dir", "ali_dir", "exp_dir"], "exp_dir", "done"),
+    "train-specialists": (cmd_train_specialists, ["data_dir", "ali_dir", "generalist", "exp_dir"],
+                          "exp_dir", "done"),
+    "score-specialists": (cmd_score_specialists, ["model", "data_dir", "ali_dir", "decode_dir"],
+                          "decode_dir", "coverage"),
     "make-graph": (cmd_make_graph, ["lang_dir", "model_dir", "graph_dir"], "graph_dir", "done"),
     "decode": (cmd_decode, ["model", "graph_dir", "data_dir", "decode_dir"], "decode_dir", "done"),
     "report": (cmd_report, ["exp_dir"], None, None),

@@ -1,5 +1,5 @@
-"""The FSDD recipe end to end on real audio (CI config): Table 1, the sweeps, Table 5, and
-`asr-kd evaluate` on a user's data dir."""
+"""The FSDD recipe end to end on real audio (CI config): Table 1, the sweeps, Table 5, the
+specialists, and `asr-kd evaluate` on a user's data dir."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from asr_kd.score.wer import compute_wer
 from tests.conftest import REPO, copy_recipe, corpus, decoders_agree, run_recipe
 
 SYSTEMS = {"mono", "tri1", "teacher_1", "teacher_2", "teacher_3", "ensemble", "student_hard",
-           "student_kd", "student_tdnn_hard", "student_tdnn_kd"}
+           "student_kd", "student_tdnn_hard", "student_tdnn_kd", "specialists", "student_spec"}
 USER_MODEL = REPO / "examples" / "user_model"
 
 # The CI schedule (conf_ci), with an ensemble of mixed architectures: the paper's MLP, a
@@ -129,6 +129,32 @@ def test_sweeps_and_table5(fsdd_run):
         assert (rdir / f"exp/plots/{plot}.png").stat().st_size > 1000
     md = (rdir / "exp/RESULTS.md").read_text()
     assert "## Temperature and alpha sweep" in md and "## Table 5" in md
+
+
+def test_specialists(fsdd_run):
+    """Stage 13: teacher_1 as the generalist, CI's 4 specialists of 8 pdfs, and a student
+    distilled from their combination."""
+    rdir, results = fsdd_run
+    systems, spec = results["systems"], results["specialists"]
+    assert spec["generalist"] == "teacher_1" and spec["clusters"] == 4
+    gen, comb = systems["teacher_1"], systems["specialists"]
+    ckpt = torch.load(rdir / "exp/specialists/final.pt", weights_only=True)
+    assert [len(c) for c in ckpt["clusters"]] == [8] * 4
+    assert [s["num_pdfs"] for s in ckpt["specialists"]] == [9] * 4  # 8 pdfs + the dustbin
+    assert comb["params"] > 4 * gen["params"]
+    assert systems["student_spec"]["params"] == systems["student_kd"]["params"]
+    # The coverage table covers every test frame, and its generalist column is teacher_1's
+    # own decode (same model, same alignments).
+    rows = spec["coverage"]
+    frames = sum(r["frames"] for r in rows)
+    correct = sum(r["frames"] * r["generalist_acc"] / 100 for r in rows)
+    assert frames == json.loads((rdir / "exp/teacher_1/decode_test/scores.json").read_text())[
+        "frames"]
+    assert 100 * correct / frames == pytest.approx(gen["frame_acc"], abs=0.01)
+    combined = sum(r["frames"] * r["combined_acc"] / 100 for r in rows)
+    assert 100 * combined / frames == pytest.approx(comb["frame_acc"], abs=0.01)
+    md = (rdir / "exp/RESULTS.md").read_text()
+    assert "## Specialists (paper section 5)" in md and "| specialists covering |" in md
 
 
 def test_evaluate_on_a_users_data_dir(fsdd_run, tmp_path):

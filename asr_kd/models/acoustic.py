@@ -183,12 +183,17 @@ class GmmAcousticModel:
 
 
 def load_acoustic_model(path, device):
-    """final.mdl (GMM-HMM) or final.pt (DNN), told apart by the file's own `kind`."""
+    """final.mdl (GMM-HMM) or final.pt (a DNN, an ensemble, or a generalist with
+    specialists), told apart by the file's own `kind`."""
     obj = torch.load(Path(path), map_location="cpu", weights_only=True)
     if obj.get("kind") == "gmm-hmm":
         return GmmAcousticModel(GmmHmm.from_checkpoint(obj).to(device))
     if obj.get("kind") == "dnn":
         return DnnAcousticModel.from_checkpoint(obj, device)
+    if obj.get("kind") == "specialists":
+        from asr_kd.models.specialists import SpecialistAcousticModel
+
+        return SpecialistAcousticModel.from_checkpoint(obj, device)
     if obj.get("kind") == "ensemble":
         return EnsembleAcousticModel([DnnAcousticModel.from_checkpoint(m, device)
                                       for m in obj["members"]], obj["combine"])

@@ -42,8 +42,9 @@ class LoopMembers(nn.Module):
         return len(self.models)
 
     def center_logits(self, x: torch.Tensor, left: int, chunk: int) -> torch.Tensor:
-        """[B, W, F] window -> [E, B, chunk, P]."""
-        return torch.stack([crop_center(m, x, left, chunk) for m in self.models])
+        """[B, W, F] window (or [E, B, W, F]: one batch per member) -> [E, B, chunk, P]."""
+        xs = x if x.dim() == 4 else [x] * len(self.models)
+        return torch.stack([crop_center(m, xk, left, chunk) for m, xk in zip(self.models, xs)])
 
     def member_params(self) -> list[tuple[torch.Tensor, int | None]]:
         return [(p, k) for k, m in enumerate(self.models) for p in m.parameters()]
@@ -81,11 +82,15 @@ class StackedMLP(nn.Module):
         return self.weights[0].shape[0]
 
     def forward_all(self, feats: torch.Tensor, pad: bool = True) -> torch.Tensor:
-        """[B, T, F] -> [E, B, T, P]; pad=False: only the frames with all their context in
-        feats, [E, B, T - left - right, P]."""
-        h = splice(feats, self.left_context, self.right_context, pad)
-        b, t = h.shape[:2]
-        h = h.reshape(b * t, -1)
+        """[B, T, F] (one input for every member) or [E, B, T, F] (one each) -> [E, B, T, P];
+        pad=False: only the frames with all their context in feats, [E, B, T - left - right, P].
+        """
+        per_member = feats.dim() == 4
+        h = splice(feats.flatten(0, 1) if per_member else feats, self.left_context,
+                   self.right_context, pad)
+        b, t = (feats.shape[1] if per_member else h.shape[0]), h.shape[1]
+        # [E, B*T, D] or [B*T, D]: the first matmul broadcasts the latter over the members
+        h = h.reshape(len(self), b * t, -1) if per_member else h.reshape(b * t, -1)
         h = torch.matmul(h, self.weights[0].transpose(1, 2)) + self.biases[0][:, None]
         for w, bias in zip(self.weights[1:], self.biases[1:]):
             h = torch.relu(h)
@@ -96,7 +101,7 @@ class StackedMLP(nn.Module):
 
     def center_logits(self, x: torch.Tensor, left: int, chunk: int) -> torch.Tensor:
         lc, rc = self.left_context, self.right_context
-        return self.forward_all(x[:, left - lc: left + chunk + rc], pad=False)
+        return self.forward_all(x[..., left - lc: left + chunk + rc, :], pad=False)
 
     def member_params(self) -> list[tuple[torch.Tensor, int | None]]:
         return [(p, None) for p in self.parameters()]

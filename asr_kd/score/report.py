@@ -1,7 +1,8 @@
 """The results report: every system decoded on a test set, and the distillation experiments.
 
 Reads exp/<system>/decode_<test_set>/scores.json (Table 1), exp/sweep/<run>/ (temperature and
-alpha sweep) and exp/share/<run>/ (Table 5: students on a share of the training data); writes
+alpha sweep), exp/share/<run>/ (Table 5: students on a share of the training data) and
+exp/specialists/ (stage 13: a generalist with specialists, and its coverage table); writes
 exp/RESULTS.md (for people), exp/results.json (for programs; the contract later stages and
 checks read) and plots under exp/plots/.
 
@@ -118,6 +119,42 @@ def _share(exp_dir: Path, test_set: str) -> list[dict]:
     return sorted(rows, key=lambda r: (r["percent"], r["targets"]))
 
 
+def _specialists(exp_dir: Path, test_set: str, systems: dict) -> dict | None:
+    """Stage 13's figures: clusters, the generalist's name, the coverage breakdown."""
+    path = exp_dir / "specialists" / f"decode_{test_set}" / "coverage.json"
+    if not path.exists() or "specialists" not in systems:
+        return None
+    cfg = yaml.safe_load((exp_dir / "specialists" / "config.yaml").read_text())
+    clusters = json.loads((exp_dir / "specialists" / "clusters.json").read_text())["clusters"]
+    generalist = json.loads((exp_dir / "specialists" / "generalist.json").read_text())
+    return {"generalist": generalist["system"], "clusters": len(clusters),
+            "cluster_size": cfg["cluster_size"], "top_n": cfg["top_n"],
+            "pdfs_covered": len({p for c in clusters for p in c}),
+            "coverage": json.loads(path.read_text())["rows"]}
+
+
+def _specialist_tables(spec: dict, systems: dict) -> list[str]:
+    g = spec["generalist"]
+    names = [n for n in (g, "specialists", "student_spec", "student_kd", "student_hard")
+             if n in systems]
+    lines = ["## Specialists (paper section 5)", "",
+             f"Generalist `{g}` plus {spec['clusters']} specialists of {spec['cluster_size']} "
+             f"pdfs each ({spec['pdfs_covered']} pdfs covered); a frame's active specialists "
+             f"are those covering one of the generalist's top {spec['top_n']} pdfs. "
+             f"`student_spec` is distilled from the combination.", "",
+             "| system | frame acc % | WER % | params |", "|---|---|---|---|"]
+    lines += [f"| {n} | {_fmt(systems[n]['frame_acc'], '.2f')} | {systems[n]['wer']:.2f} | "
+              f"{systems[n]['params']:,} |" for n in names]
+    lines += ["", "Test frames by the number of active specialists covering the correct pdf "
+              "(the paper's Table 4):", "",
+              "| specialists covering | frames | generalist acc % | with specialists acc % | "
+              "delta correct | relative change % |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['covering']} | {r['frames']} | {r['generalist_acc']:.2f} | "
+              f"{r['combined_acc']:.2f} | {r['delta_correct']:+d} | "
+              f"{_fmt(r['relative_change'], '+.2f')} |" for r in spec["coverage"]]
+    return lines + [""]
+
+
 def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
     exp_dir = Path(exp_dir)
     systems = _scores(sorted((p for p in exp_dir.glob("*") if p.is_dir()),
@@ -162,6 +199,11 @@ def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
                   f"{r['wer']:.2f} |" for r in share]
         lines.append("")
         _plot_share(exp_dir / "plots" / "share.png", share)
+
+    spec = _specialists(exp_dir, test_set, systems)
+    if spec:
+        results["specialists"] = spec
+        lines += _specialist_tables(spec, systems)
 
     table = "\n".join(lines)
     write_json(exp_dir / "results.json", results)

@@ -20,6 +20,7 @@ from asr_kd.models.acoustic import (
     read_priors,
 )
 from asr_kd.models.members import LoopMembers, group_members
+from asr_kd.models.specialists import SpecialistAcousticModel
 from asr_kd.steps.common import as_tensors, load_dir_feats, num_pdfs_of, read_alignments
 from asr_kd.train.chunks import ChunkSet
 from asr_kd.train.soft_cache import cache_dir_for, load_soft_cache, write_soft_cache
@@ -54,6 +55,10 @@ def _train(data_dir, ali_dir, train_dir: Path, cfg: TrainConfig, device, teacher
 
 def _teacher_members(teacher_path, device):
     teacher = load_acoustic_model(teacher_path, device)
+    if isinstance(teacher, SpecialistAcousticModel):
+        raise ValueError(f"{teacher_path}: soft targets from a generalist with specialists "
+                         f"come from their combination, computed once: set "
+                         f"distill.source: topk")
     members = teacher.members if isinstance(teacher, EnsembleAcousticModel) else [teacher]
     return group_members([m.net for m in members], [m.spec for m in members],
                          stacked=device.type == "cuda")
@@ -64,9 +69,10 @@ def _soft_cache(teacher_path, feats, cfg: TrainConfig, device):
     cache_dir = cache_dir_for(teacher_path, d.temperature, d.top_k, d.combine)
     if not is_done(cache_dir):
         teacher = load_acoustic_model(teacher_path, device)
-        if not isinstance(teacher, EnsembleAcousticModel):
+        if isinstance(teacher, DnnAcousticModel):
             teacher = EnsembleAcousticModel([teacher])
-        teacher.combine = d.combine
+        if isinstance(teacher, EnsembleAcousticModel):
+            teacher.combine = d.combine
         log.info("caching top-%d soft targets at T=%g in %s", d.top_k, d.temperature, cache_dir)
         write_soft_cache(cache_dir, teacher, as_tensors(feats), d.temperature, d.top_k,
                          meta={"teacher": str(teacher_path), "combine": d.combine})

@@ -15,7 +15,6 @@ dropout), so a killed run resumes where it stopped and finishes with the same nu
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,11 +195,40 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _checkpoint(path: Path, members, opt: MemberAdam, epoch, best, history, gen, device):
+def save_checkpoint(path: Path, members, opt: MemberAdam, epoch, best, history, gen, device):
     with atomic_path(path) as tmp:
         torch.save({"members": members.state_dict(), "optimizer": opt.state_dict(),
                     "epoch": epoch, "best": best, "history": history, "rng": gen.get_state(),
                     "torch_rng": _rng_state(device)}, tmp)
+
+
+def resume(out_dir: Path, members, opt: MemberAdam, gen: torch.Generator, device):
+    """(best, history, first epoch to run): from the newest out_dir/epoch-N.pt when there is
+    one, which also restores the members, optimizer and random generators; else a fresh start."""
+    done = sorted(Path(out_dir).glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    if not done:
+        return [{"epoch": 0, "acc": -1.0} for _ in range(len(members))], [], 1
+    ck = torch.load(done[-1], map_location=device, weights_only=True)
+    members.load_state_dict(ck["members"])
+    opt.load_state_dict(ck["optimizer"])
+    gen.set_state(ck["rng"])
+    if "torch_rng" in ck:  # checkpoints from before it was kept have none
+        _set_rng_state(ck["torch_rng"], device)
+    log.info("resuming from %s", done[-1])
+    return ck["best"], ck["history"], ck["epoch"] + 1
+
+
+def end_epoch(rec: dict, history: list, best: list[dict], opt: MemberAdam,
+              halving_threshold: float) -> None:
+    """Record an epoch (rec["members"][k]["valid_acc"] per member), keep each member's best
+    epoch, and halve the learning rate of a member that improved by less than the threshold."""
+    prev = [h["valid_acc"] for h in history[-1]["members"]] if history else None
+    for k, r in enumerate(rec["members"]):
+        if r["valid_acc"] > best[k]["acc"]:
+            best[k] = {"epoch": rec["epoch"], "acc": r["valid_acc"]}
+        if prev is not None and r["valid_acc"] - prev[k] < halving_threshold:
+            opt.lr[k] *= 0.5
+    history.append(rec)
 
 
 def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[str, np.ndarray],
@@ -244,18 +272,7 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
     # steps as on all of it and the schedule (and Table 5's comparison) means the same.
     repeats = max(1, round(1 / cfg.utt_fraction))
     gen = torch.Generator().manual_seed(cfg.seed)
-    best, history, start_epoch = [{"epoch": 0, "acc": -1.0} for _ in range(n)], [], 1
-
-    done = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-    if done:
-        ck = torch.load(done[-1], map_location=device, weights_only=True)
-        members.load_state_dict(ck["members"])
-        opt.load_state_dict(ck["optimizer"])
-        gen.set_state(ck["rng"])
-        if "torch_rng" in ck:  # checkpoints from before it was kept have none
-            _set_rng_state(ck["torch_rng"], device)
-        best, history, start_epoch = ck["best"], ck["history"], ck["epoch"] + 1
-        log.info("resuming from %s", done[-1])
+    best, history, start_epoch = resume(out_dir, members, opt, gen, device)
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.time()
@@ -278,28 +295,22 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
             hits += (logits.detach().argmax(-1) == y)[:, mask].sum(-1).cpu()
             nfr += m
         v_loss, v_acc = evaluate_members(members, valid, cfg.batch_size * 4)
-        prev = [h["valid_acc"] for h in history[-1]["members"]] if history else [-math.inf] * n
-        rec = {"epoch": epoch, "seconds": round(time.time() - t0, 2), "members": []}
-        for k in range(n):
-            rec["members"].append({"lr": opt.lr[k], "train_loss": float(tot[k]) / max(nfr, 1),
-                                   "train_acc": 100.0 * float(hits[k]) / max(nfr, 1),
-                                   "valid_loss": v_loss[k], "valid_acc": v_acc[k]})
-            if v_acc[k] > best[k]["acc"]:
-                best[k] = {"epoch": epoch, "acc": v_acc[k]}
-            if v_acc[k] - prev[k] < cfg.halving_threshold:
-                opt.lr[k] *= 0.5
-        history.append(rec)
+        rec = {"epoch": epoch, "seconds": round(time.time() - t0, 2), "members": [
+            {"lr": opt.lr[k], "train_loss": float(tot[k]) / max(nfr, 1),
+             "train_acc": 100.0 * float(hits[k]) / max(nfr, 1), "valid_loss": v_loss[k],
+             "valid_acc": v_acc[k]} for k in range(n)]}
+        end_epoch(rec, history, best, opt, cfg.halving_threshold)
         log.info("epoch %d (%.1fs): %s", epoch, time.time() - t0, "; ".join(
             f"member {k + 1} lr {r['lr']:.1e} train loss {r['train_loss']:.3f} acc "
             f"{r['train_acc']:.2f}% valid CE {r['valid_loss']:.3f} acc {r['valid_acc']:.2f}%"
             for k, r in enumerate(rec["members"])))
-        _checkpoint(out_dir / f"epoch-{epoch}.pt", members, opt, epoch, best, history, gen,
-                    device)
+        save_checkpoint(out_dir / f"epoch-{epoch}.pt", members, opt, epoch, best, history, gen,
+                        device)
 
-    return _best_models(members, best, out_dir, device), history
+    return best_models(members, best, out_dir, device), history
 
 
-def _best_models(members, best: list[dict], out_dir: Path, device) -> list[torch.nn.Module]:
+def best_models(members, best: list[dict], out_dir: Path, device) -> list[torch.nn.Module]:
     """Each member with the weights of its best validation epoch."""
     states = {}
     for epoch in sorted({b["epoch"] for b in best}):

@@ -2,6 +2,7 @@
 # CMU AN4: continuous read speech (letters, digits, numbers, control words), 16 kHz;
 # 948 train utterances (74 speakers) and 130 test (10 other speakers).
 # Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
+# Stage 13: specialists over confusable pdfs beside teacher_1 (paper section 5).
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
 #   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 stage=0
-stop_stage=12
+stop_stage=13
 device=auto
 corpus_dir=     # a local copy (etc/ and wav/); empty: ../shared/corpora/an4, else download
 download=false  # true (--download): fetch CMU's archive into corpus/an4 even where the shared

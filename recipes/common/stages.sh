@@ -1,4 +1,4 @@
-# The stages every asr-kd recipe shares, from the lang dir to the results (stages 2-12).
+# The stages every asr-kd recipe shares, from the lang dir to the results (stages 2-13).
 # Sourced by recipes/<corpus>/run.sh after it has parsed its options, run stages 0-1 (corpus and
 # data dirs, data/local/dict, data/local/lm.arpa) and set:
 #   train, test       data dir names under data/
@@ -16,6 +16,8 @@
 #   conf_dir          an overlay of conf/: a file there replaces conf/'s (e.g. conf_ci, conf_paper)
 #   sil_prob          optional silence between words in L (default 0.5; 0 where silence is a
 #                     word of the transcripts, as TIMIT's sil)
+# Stage 13 (specialists, paper section 5) needs conf/specialists.yaml; teacher_1 is the
+# generalist.
 # and the functions log, run (recipes/common/options.sh).
 
 # conf NAME: the config file to use, from the overlay when it has one.
@@ -41,11 +43,13 @@ decode_system() {
     --config "$cf" --decoder "$decoder" $dev
 }
 
-# student NAME [--set KEY=VALUE ...]: train one student on the ensemble and decode it.
+# student NAME [--teacher MODEL] [--set KEY=VALUE ...]: train one student on the ensemble (or
+# on MODEL) and decode it.
 student() {
-  local dir=$1; shift
+  local dir=$1 teacher=exp/ensemble/final.pt; shift
+  if [ "${1:-}" = --teacher ]; then teacher=$2; shift 2; fi
   $asr train-student data/$train $ali "$dir" --config "$(conf student.yaml)" \
-    --teacher exp/ensemble/final.pt "$@" $dev
+    --teacher "$teacher" "$@" $dev
   decode_system "$(basename "$dir")" "$dir/final.pt" "$dir/decode_$test"
 }
 
@@ -126,5 +130,15 @@ if run 12; then
     student exp/share/hard_p$p --set utt_fraction="$f" --set distill.alpha=0
     student exp/share/kd_p$p --set utt_fraction="$f"
   done
+  report
+fi
+if run 13; then
+  log "Stage 13: specialists over confusable pdfs beside teacher_1, and a student distilled from them"
+  $asr train-specialists data/$train $ali exp/teacher_1/final.pt exp/specialists \
+    --config "$(conf specialists.yaml)" $dev
+  decode_system specialists exp/specialists/final.pt exp/specialists/decode_$test
+  $asr score-specialists exp/specialists/final.pt data/$test exp/${gmm}_ali_$test \
+    exp/specialists/decode_$test $dev
+  student exp/student_spec --teacher exp/specialists/final.pt --set distill.source=topk
   report
 fi
