@@ -248,6 +248,7 @@ def train_specialists(cfg: SpecialistConfig, feats: dict[str, np.ndarray],
 
     cluster_ids = torch.tensor(clusters, device=device)  # [M, cluster_size]
     net.eval()
+    torch.manual_seed(cfg.seed)  # the dropout masks (a resumed run restores the state)
     nets = [specialist_net(generalist, c, input_dim).to(device) for c in clusters]
     stacked = cfg.stacked if cfg.stacked is not None else device.type == "cuda"
     group = group_members(nets, [generalist.spec] * m, stacked).to(device)
