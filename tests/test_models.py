@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from asr_kd.models import build_model
-from asr_kd.models.acoustic import flops_per_frame
+from asr_kd.models.acoustic import UNSEEN_LOG_PRIOR, DnnAcousticModel, flops_per_frame
 from asr_kd.models.registry import builtin_models
 from tests.conftest import REPO
 
@@ -175,3 +176,15 @@ def broken_models(tmp_path, monkeypatch):
 def test_a_model_that_breaks_the_interface_fails_at_start_up(broken_models, cls, args, message):
     with pytest.raises(ValueError, match=re.escape(message) + "$"):
         build_model({"class": cls, "args": args}, F, P)
+
+
+def test_a_pdf_unseen_in_training_gets_a_negligible_likelihood():
+    """Scaled likelihoods are log posterior minus log prior; a pdf with no training frames has
+    no prior, and must not be lifted by dividing by a floor (Kaldi's nnet1 sinks it too)."""
+    torch.manual_seed(0)
+    net = build_model({"class": "mlp", "args": {"hidden_dim": 8, "num_layers": 1}}, 4, 3)
+    model = DnnAcousticModel(net, {"class": "mlp", "args": {}}, np.array([10.0, 0.0, 30.0]))
+    (ll, logp), = model.scores([torch.randn(20, 4)])
+    assert torch.allclose(ll[:, [0, 2]], logp[:, [0, 2]] - torch.log(torch.tensor([0.25, 0.75])))
+    assert torch.equal(ll[:, 1], logp[:, 1] - UNSEEN_LOG_PRIOR)
+    assert bool((ll[:, 1] < ll[:, [0, 2]].min(-1).values - 1000).all())

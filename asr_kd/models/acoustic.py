@@ -1,8 +1,11 @@
 """Trained acoustic models as the decoder sees them: fbank in, log-likelihoods out.
 
 A DNN gives posteriors; the hybrid decoder needs scaled likelihoods, log p(o|s) = log P(s|o) -
-log P(s) + const, with P(s) the pdf priors counted on the training alignments. Pdfs never seen
-in training get a prior of 1e-10 (their likelihoods become negligible, not infinite).
+log P(s) + const, with P(s) the pdf priors counted on the training alignments. A pdf never seen
+in training (a prior under 1e-10) gets the log prior `UNSEEN_LOG_PRIOR`, as Kaldi's nnet1 does
+(PdfPrior: sqrt(FLT_MAX)), so that its likelihood is negligible but finite. Flooring its prior
+at 1e-10 instead would add 23 nats to it: the decoder would favour the pdf the DNN never
+learned to predict.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import torch
 from asr_kd.hmm.model import GmmHmm
 from asr_kd.models.registry import build_model
 from asr_kd.utils.io import atomic_path
+
+UNSEEN_LOG_PRIOR = 1e4  # with acoustic scale 0.1, a cost of 1000 per frame
 
 
 def pad_replicate(seqs: list[torch.Tensor]) -> torch.Tensor:
@@ -83,7 +88,8 @@ class DnnAcousticModel:
     def __init__(self, net: torch.nn.Module, spec: dict, pdf_counts: np.ndarray):
         self.net, self.spec = net.eval(), spec
         prior = pdf_counts / pdf_counts.sum()
-        self.log_prior = torch.from_numpy(np.log(np.maximum(prior, 1e-10))).float()
+        log_prior = np.where(prior < 1e-10, UNSEEN_LOG_PRIOR, np.log(np.maximum(prior, 1e-10)))
+        self.log_prior = torch.from_numpy(log_prior).float()
         self.pdf_counts = pdf_counts
 
     @property
