@@ -21,20 +21,34 @@ import torch
 from asr_kd.models.acoustic import DnnAcousticModel, _save
 
 
+def _views(spec_logp: list[torch.Tensor], members: torch.Tensor, active: torch.Tensor):
+    """Per specialist active somewhere: (its frames, their log-probs, its cluster mask)."""
+    out = []
+    for m, lp in enumerate(spec_logp):
+        rows = active[:, m].nonzero().squeeze(1)
+        if len(rows):
+            out.append((rows, lp[rows], members[m]))
+    return out
+
+
+def _objective(z: torch.Tensor, logp_g: torch.Tensor, views) -> torch.Tensor:
+    """KL(p_g || q) + the active specialists' KLs, per frame, for logits z [N, P]; each
+    specialist costs only its own frames (a frame has one or two of many active)."""
+    logq = torch.log_softmax(z, dim=-1)
+    obj = (logp_g.exp() * (logp_g - logq)).sum(-1)
+    for rows, lp, inside in views:
+        lq = logq[rows]
+        lq_m = torch.cat([lq[:, inside],
+                          lq.masked_fill(inside, float("-inf")).logsumexp(-1, keepdim=True)], -1)
+        obj = obj.index_add(0, rows, (lp.exp() * (lp - lq_m)).sum(-1))
+    return obj
+
+
 def _kl_views(z: torch.Tensor, logp_g: torch.Tensor, spec_logp: list[torch.Tensor],
               members: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     """The objective per frame for logits z [N, P]; members [M, P] bool (pdf in cluster m),
     spec_logp[m] [N, |S_m| + 1] (dustbin last), active [N, M] bool."""
-    logq = torch.log_softmax(z, dim=-1)
-    obj = (logp_g.exp() * (logp_g - logq)).sum(-1)
-    for m, lp in enumerate(spec_logp):
-        inside = members[m]
-        logq_m = torch.cat([logq[:, inside],
-                            logq.masked_fill(inside, float("-inf")).logsumexp(-1, keepdim=True)],
-                           dim=-1)
-        kl = (lp.exp() * (lp - logq_m)).sum(-1)
-        obj = obj + torch.where(active[:, m], kl, torch.zeros_like(kl))
-    return obj
+    return _objective(z, logp_g, _views(spec_logp, members, active))
 
 
 def combine_specialists(logp_g: torch.Tensor, spec_logp: list[torch.Tensor],
@@ -50,24 +64,24 @@ def combine_specialists(logp_g: torch.Tensor, spec_logp: list[torch.Tensor],
     frames = active.any(-1)
     if not bool(frames.any()):
         return torch.log_softmax(z, -1), torch.zeros(len(z), dtype=dtype, device=z.device)
-    args = (z[frames], [lp[frames].to(dtype) for lp in spec_logp], members, active[frames])
-    zf = z[frames]
-    rate = torch.full((len(zf), 1), step_size, device=z.device)
+    zf, lg = z[frames], z[frames].clone()
+    views = _views([lp[frames].to(dtype) for lp in spec_logp], members, active[frames])
+    rate = torch.full((len(zf), 1), step_size, dtype=dtype, device=z.device)
     with torch.enable_grad():
         for _ in range(steps):
             zf.requires_grad_(True)
-            obj = _kl_views(zf, *args)
+            obj = _objective(zf, lg, views)
             (grad,) = torch.autograd.grad(obj.sum(), zf)
             zf = zf.detach()
             with torch.no_grad():
                 cand = zf - rate * grad
-                better = (_kl_views(cand, *args) <= obj.detach())[:, None]
+                better = (_objective(cand, lg, views) <= obj.detach())[:, None]
                 zf = torch.where(better, cand, zf)
                 rate = torch.where(better, rate * 1.5, rate * 0.5)
     with torch.no_grad():
         z[frames] = zf
         obj = torch.zeros(len(z), dtype=dtype, device=z.device)
-        obj[frames] = _kl_views(zf, *args)
+        obj[frames] = _objective(zf, lg, views)
     return torch.log_softmax(z, -1), obj
 
 
