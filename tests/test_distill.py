@@ -312,6 +312,13 @@ def test_train_members_stacked_equals_loop(tmp_path):
         cfg.epochs = 3
         results[stacked] = train_members(cfg, feats, targets, 4, out, torch.device("cpu"))
     (n_st, h_st), (n_lp, h_lp) = results[True], results[False]
+    # Only the newest checkpoint and the members' best epochs are kept.
+    for stacked, (_, hist) in results.items():
+        best = {max(range(3), key=lambda e: (hist[e]["members"][k]["valid_acc"], -e)) + 1
+                for k in range(3)}
+        kept = {int(p.stem.split("-")[1])
+                for p in (tmp_path / ("stacked" if stacked else "loop")).glob("epoch-*.pt")}
+        assert kept == best | {3}
     assert len(n_st) == len(n_lp) == 3 and len(h_st) == len(h_lp) == 3
     assert [m["lr"] for m in h_st[2]["members"]] == lrs
     for e_st, e_lp in zip(h_st, h_lp):

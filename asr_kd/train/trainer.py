@@ -196,10 +196,18 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 def save_checkpoint(path: Path, members, opt: MemberAdam, epoch, best, history, gen, device):
+    """Write epoch `epoch`'s checkpoint as `path` (out_dir/epoch-N.pt), then delete the older
+    ones that are no member's best epoch: what remains is all a resumed run and `best_models`
+    read (30 AN4 specialists' 12 epochs would otherwise keep 3.2 GB)."""
+    path = Path(path)
     with atomic_path(path) as tmp:
         torch.save({"members": members.state_dict(), "optimizer": opt.state_dict(),
                     "epoch": epoch, "best": best, "history": history, "rng": gen.get_state(),
                     "torch_rng": _rng_state(device)}, tmp)
+    keep = {epoch} | {b["epoch"] for b in best}
+    for old in path.parent.glob("epoch-*.pt"):
+        if int(old.stem.split("-")[1]) not in keep:
+            old.unlink()
 
 
 def resume(out_dir: Path, members, opt: MemberAdam, gen: torch.Generator, device):
