@@ -22,13 +22,8 @@ url=            # the archive to fetch; empty: CMU's an4_sphere.tar.gz (local/an
 sha256=         # pins the archive (CMU publishes no sha256; stage 0 logs the one it fetched)
 lm_order=3      # Kneser-Ney n-gram on the training transcripts
 conf_dir=conf
-temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
-alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
-shares=3                  # stage 12: percent of the training utterances for Table 5
-students=student          # stage 7: conf/S.yaml -> exp/S_hard, exp/S_kd for each S
-allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
-decoder=reference         # stages 9, 11, 12: reference (kaldi-decoder, CPU) or torch (--device)
-gmm=tri1                  # stages 4-5: the DNN targets' GMM, tri1 (tied triphones) or mono
+. ../common/defaults.sh   # --temperatures, --alphas, --shares, --students, --allow-pipes,
+                         # --decoder, --gmm
 . ../common/options.sh "$@"
 
 corpus=an4

@@ -22,13 +22,8 @@ lm_dir=         # a local copy of the OpenSLR 11 files; empty: download to corpu
 base_url=https://www.openslr.org/resources   # OpenSLR or a mirror (BASE/12/<part>.tar.gz)
 checksums=      # sha256sum-format file pinning files OpenSLR publishes no sha256 for (res. 11)
 conf_dir=conf
-temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
-alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
-shares=3                  # stage 12: percent of the training utterances for Table 5
-students=student          # stage 7: conf/S.yaml -> exp/S_hard, exp/S_kd for each S
-allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
-decoder=reference         # stages 9, 11, 12: reference (kaldi-decoder, CPU) or torch (--device)
-gmm=tri1                  # stages 4-5: the DNN targets' GMM, tri1 (tied triphones) or mono
+. ../common/defaults.sh   # --temperatures, --alphas, --shares, --students, --allow-pipes,
+                         # --decoder, --gmm
 . ../common/options.sh "$@"
 
 corpus=librispeech

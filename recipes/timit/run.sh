@@ -23,13 +23,8 @@ sha256=         # the archive's sha256 (without it the download is logged with i
 lm_order=2      # phone n-gram (Kneser-Ney) on the training transcripts; Kaldi's is a bigram
 sil_prob=0.0    # stage 2: no optional silence in L, sil is a word (Kaldi's --sil-prob 0.0)
 conf_dir=conf
-temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
-alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
-shares=3                  # stage 12: percent of the training utterances for Table 5
-students=student          # stage 7: conf/S.yaml -> exp/S_hard, exp/S_kd for each S
-allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
-decoder=reference         # stages 9, 11, 12: reference (kaldi-decoder, CPU) or torch (--device)
-gmm=tri1                  # stages 4-5: the DNN targets' GMM, tri1 (tied triphones) or mono
+. ../common/defaults.sh   # --temperatures, --alphas, --shares, --students, --allow-pipes,
+                         # --decoder, --gmm
 . ../common/options.sh "$@"
 
 corpus=timit
