@@ -1,15 +1,18 @@
 """The results report: every system decoded on a test set, and the distillation experiments.
 
 Reads exp/<system>/decode_<test_set>/scores.json (Table 1), exp/sweep/<run>/ (temperature and
-alpha sweep), exp/share/<run>/ (Table 5: students on a share of the training data) and
-exp/specialists/ (stage 13: a generalist with specialists, and its coverage table); writes
+alpha sweep), exp/share/<run>/ (Table 5: students on a share of the training data),
+exp/specialists/ (stage 13: a generalist with specialists, and its coverage table) and
+exp/seeds/{hard,kd}_s<seed>/ (stage 14: the student pair with other seeds); writes
 exp/RESULTS.md (for people), exp/results.json (for programs; the contract later stages and
 checks read) and plots under exp/plots/.
 
 `kept` is the share of the ensemble's frame-accuracy gain over the hard-target student that the
 distilled student keeps: (student_kd - student_hard) / (ensemble - student_hard); the paper's
 is (60.8 - 58.9) / (61.1 - 58.9) = 0.86. `kept_by_student` gives it for every student config
-of stage 7 (student_tdnn_hard / student_tdnn_kd, ...).
+of stage 7 (student_tdnn_hard / student_tdnn_kd, ...). One pair's `kept` is as noisy as the
+students' seed-to-seed spread against the ensemble's gain; `seeds` gives it per seed, with the
+mean, the sample standard deviation, and `kept` of the mean accuracies.
 """
 
 from __future__ import annotations
@@ -119,6 +122,56 @@ def _share(exp_dir: Path, test_set: str) -> list[dict]:
     return sorted(rows, key=lambda r: (r["percent"], r["targets"]))
 
 
+def _seeds(exp_dir: Path, test_set: str, systems: dict) -> dict | None:
+    """Stage 14's figures: kept for stage 7's student pair and for each exp/seeds pair."""
+    if "ensemble" not in systems:
+        return None
+    pairs = {}  # seed -> (hard scores, kd scores)
+    if "student_hard" in systems and "student_kd" in systems:
+        seed = _run_info(exp_dir / "student_kd")["cfg"]["seed"]
+        pairs[seed] = systems["student_hard"], systems["student_kd"]
+    runs = _scores(sorted((exp_dir / "seeds").glob("*")), test_set)
+    for name in runs:  # kd_s101 beside hard_s101
+        if name.startswith("kd_s") and f"hard_{name[3:]}" in runs:
+            pairs[int(name[4:])] = runs[f"hard_{name[3:]}"], runs[name]
+    if len(pairs) < 2:
+        return None
+
+    def kept_of(hard, kd):
+        return kept_share({"student_hard": {"frame_acc": hard}, "student_kd": {"frame_acc": kd},
+                           "ensemble": systems["ensemble"]})
+
+    rows = [{"seed": seed, "hard": h["frame_acc"], "kd": k["frame_acc"], "hard_wer": h["wer"],
+             "kd_wer": k["wer"], "kept": kept_of(h["frame_acc"], k["frame_acc"])}
+            for seed, (h, k) in sorted(pairs.items())]
+    kept = [r["kept"] for r in rows if r["kept"] is not None]
+    mean = sum(kept) / len(kept) if kept else None
+    std = ((sum((k - mean) ** 2 for k in kept) / (len(kept) - 1)) ** 0.5 if len(kept) > 1
+           else None)
+    accs = [(r["hard"], r["kd"]) for r in rows if None not in (r["hard"], r["kd"])]
+    of_means = kept_of(*(sum(a) / len(accs) for a in zip(*accs))) if accs else None
+    return {"rows": rows, "kept_mean": _round(mean), "kept_std": _round(std),
+            "kept_of_means": of_means}
+
+
+def _round(v):
+    return None if v is None else round(v, 4)
+
+
+def _seed_table(seeds: dict, systems: dict) -> list[str]:
+    lines = ["## kept over student seeds", "",
+             f"The student pair (hard targets, distilled) with {len(seeds['rows'])} seeds; "
+             f"ensemble {_fmt(systems['ensemble']['frame_acc'], '.2f')} % frame accuracy.", "",
+             "| seed | student_hard acc % | student_kd acc % | kept | student_hard WER % | "
+             "student_kd WER % |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {_fmt(r['hard'], '.2f')} | {_fmt(r['kd'], '.2f')} | "
+              f"{_fmt(r['kept'], '.2f')} | {r['hard_wer']:.2f} | {r['kd_wer']:.2f} |"
+              for r in seeds["rows"]]
+    return lines + ["", f"kept: mean **{_fmt(seeds['kept_mean'], '.2f')}**, standard deviation "
+                        f"{_fmt(seeds['kept_std'], '.2f')}; of the mean accuracies "
+                        f"{_fmt(seeds['kept_of_means'], '.2f')} (paper: 0.86)", ""]
+
+
 def _specialists(exp_dir: Path, test_set: str, systems: dict) -> dict | None:
     """Stage 13's figures: clusters, the generalist's name, the coverage breakdown."""
     path = exp_dir / "specialists" / f"decode_{test_set}" / "coverage.json"
@@ -204,6 +257,10 @@ def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
     if spec:
         results["specialists"] = spec
         lines += _specialist_tables(spec, systems)
+    seeds = _seeds(exp_dir, test_set, systems) if (exp_dir / "seeds").is_dir() else None
+    if seeds:
+        results["seeds"] = seeds
+        lines += _seed_table(seeds, systems)
 
     table = "\n".join(lines)
     write_json(exp_dir / "results.json", results)

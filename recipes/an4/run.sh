@@ -3,9 +3,11 @@
 # 948 train utterances (74 speakers) and 130 test (10 other speakers).
 # Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
 # Stage 13: specialists over confusable pdfs beside teacher_1 (paper section 5).
+# Stage 14: the student pair again with other seeds: kept with its spread.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
 #   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
+#   [--seeds "101 102"]
 #   [--corpus-dir DIR] [--download] [--url URL] [--sha256 HEX] [--lm-order N]
 #   [--conf-dir conf|conf_paper]
 # Kaldi's AN4 recipe scores 10.61% WER with its monophone GMM and 5.95% with its best
@@ -13,7 +15,7 @@
 set -euo pipefail
 
 stage=0
-stop_stage=13
+stop_stage=14
 device=auto
 corpus_dir=     # a local copy (etc/ and wav/); empty: ../shared/corpora/an4, else download
 download=false  # true (--download): fetch CMU's archive into corpus/an4 even where the shared

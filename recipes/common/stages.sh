@@ -1,4 +1,4 @@
-# The stages every asr-kd recipe shares, from the lang dir to the results (stages 2-13).
+# The stages every asr-kd recipe shares, from the lang dir to the results (stages 2-14).
 # Sourced by recipes/<corpus>/run.sh after it has parsed its options, run stages 0-1 (corpus and
 # data dirs, data/local/dict, data/local/lm.arpa) and set:
 #   train, test       data dir names under data/
@@ -10,6 +10,8 @@
 #   decoder           reference (kaldi-decoder's FasterDecoder, CPU) or torch (batched, --device)
 #   students          student configs for stage 7 (default "student"): conf/S.yaml trains
 #                     exp/S_hard and exp/S_kd, e.g. "student student_tdnn"
+#   seeds             more seeds for stage 7's "student" pair (stage 14), e.g. "101 102":
+#                     exp/seeds/hard_sN and kd_sN; the report gives kept per seed and its spread
 #   gmm               the GMM whose alignments are the DNN targets and whose tree the decoding
 #                     graph uses: tri1 (default; conf/tri1.yaml) or mono
 #   corpus            the corpus name in the report
@@ -140,5 +142,13 @@ if run 13; then
   $asr score-specialists exp/specialists/final.pt data/$test exp/${gmm}_ali_$test \
     exp/specialists/decode_$test $dev
   student exp/student_spec --teacher exp/specialists/final.pt --set distill.source=topk
+  report
+fi
+if run 14; then
+  log "Stage 14: kept over student seeds ($seeds, beside stage 7's pair)"
+  for s in $seeds; do
+    student exp/seeds/hard_s$s --set seed="$s" --set distill.alpha=0
+    student exp/seeds/kd_s$s --set seed="$s"
+  done
   report
 fi

@@ -2,14 +2,16 @@
 # FSDD (Free Spoken Digit Dataset): one spoken digit per utterance, 4 speakers, 8 kHz.
 # Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
 # Stage 13: specialists over confusable pdfs beside teacher_1 (paper section 5).
+# Stage 14: the student pair again with other seeds: kept with its spread.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
 #   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
+#   [--seeds "101 102"]
 #   [--corpus-dir DIR] [--split takes|speaker] [--conf-dir conf|conf_paper]
 set -euo pipefail
 
 stage=0
-stop_stage=13
+stop_stage=14
 device=auto
 corpus_dir=     # a local copy (recordings/); empty: ../shared/corpora/fsdd, else download
 split=takes     # takes: takes 0-4 of every digit and speaker are the test set; speaker: theo
