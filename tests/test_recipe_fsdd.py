@@ -61,8 +61,7 @@ def fsdd_run(tmp_path_factory):
     # A two-point temperature sweep (the full one is T = 1, 2, 5, 10).
     proc = run_recipe(rdir, "--device", "cpu", "--conf-dir", "conf_ci", "--temperatures", "1 10",
                       "--alphas", "", "--students", "student student_tdnn", "--seeds", "101",
-                      timeout=1800,
-                      pythonpath=(USER_MODEL,))
+                      timeout=1800, pythonpath=(USER_MODEL,))
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
     assert proc.returncode == 0, "fsdd recipe failed"

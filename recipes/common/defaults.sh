@@ -6,5 +6,5 @@ shares=3                  # stage 12: percent of the training utterances for Tab
 students=student          # stage 7: conf/S.yaml -> exp/S_hard, exp/S_kd for each S
 seeds="101 102"           # stage 14: more seeds of stage 7's student pair, for kept's spread
 allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
-decoder=reference         # stages 9, 11, 12: reference (kaldi-decoder, CPU) or torch (--device)
+decoder=reference         # stages 9, 11-14: reference (kaldi-decoder, CPU) or torch (--device)
 gmm=tri1                  # stages 4-5: the DNN targets' GMM, tri1 (tied triphones) or mono
