@@ -8,6 +8,7 @@
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--seeds "101 102"]
 #   [--corpus-dir DIR] [--split takes|speaker] [--conf-dir conf|conf_paper]
+{ # parsed whole before it runs: editing this file mid-run cannot change the run
 set -euo pipefail
 
 stage=0
@@ -35,3 +36,5 @@ if run 1; then
     --split "$split"
 fi
 . ../common/stages.sh
+exit
+}

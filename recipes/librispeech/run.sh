@@ -9,6 +9,7 @@
 #   [--train-parts "train-clean-100 ..."] [--test-part test-clean|test-other|dev-clean|...]
 #   [--lm 3-gram.pruned.3e-7.arpa.gz|3-gram.pruned.1e-7.arpa.gz|3-gram.arpa.gz]
 #   [--corpus-dir DIR] [--lm-dir DIR] [--base-url URL] [--checksums FILE] [--conf-dir conf|...]
+{ # parsed whole before it runs: editing this file mid-run cannot change the run
 set -euo pipefail
 
 stage=0
@@ -46,3 +47,5 @@ if run 1; then
     --arpa "$(cat lm.path)/$lm"
 fi
 . ../common/stages.sh
+exit
+}

@@ -7,6 +7,7 @@
 #   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--corpus-dir DIR] [--lm-order N] [--lm-text train+other|train] [--conf-dir conf|...]
+{ # parsed whole before it runs: editing this file mid-run cannot change the run
 set -euo pipefail
 
 stage=0
@@ -35,3 +36,5 @@ if run 1; then
     --split-by-speaker --lm-order "$lm_order" --lm-text "$lm_text"
 fi
 . ../common/stages.sh
+exit
+}

@@ -9,6 +9,7 @@
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--corpus-dir DIR] [--base-url URL] [--checksums FILE] [--lm-order N] [--arpa FILE]
 #   [--conf-dir conf|conf_ci]
+{ # parsed whole before it runs: editing this file mid-run cannot change the run
 set -euo pipefail
 
 stage=0
@@ -40,3 +41,5 @@ if run 1; then
     --train train-clean-5 --test dev-clean-2 --lm-order "$lm_order" ${arpa:+--arpa "$arpa"}
 fi
 . ../common/stages.sh
+exit
+}
