@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 from pathlib import Path
 
 import yaml
@@ -62,6 +63,12 @@ def kept_share(systems: dict, student: str = "student") -> float | None:
                                                             "ensemble"))
     except KeyError:
         return None
+    return _kept(kd, hard, ens)
+
+
+def _kept(kd, hard, ens) -> float | None:
+    """(kd - hard) / (ens - hard) from frame accuracies; None where one is missing or the
+    ensemble ties the hard-target student."""
     if None in (kd, hard, ens) or ens == hard:
         return None
     return round((kd - hard) / (ens - hard), 4)
@@ -124,8 +131,9 @@ def _share(exp_dir: Path, test_set: str) -> list[dict]:
 
 def _seeds(exp_dir: Path, test_set: str, systems: dict) -> dict | None:
     """Stage 14's figures: kept for stage 7's student pair and for each exp/seeds pair."""
-    if "ensemble" not in systems:
+    if "ensemble" not in systems or not (exp_dir / "seeds").is_dir():
         return None
+    ens = systems["ensemble"]["frame_acc"]
     pairs = {}  # seed -> (hard scores, kd scores)
     if "student_hard" in systems and "student_kd" in systems:
         seed = _run_info(exp_dir / "student_kd")["cfg"]["seed"]
@@ -136,26 +144,15 @@ def _seeds(exp_dir: Path, test_set: str, systems: dict) -> dict | None:
             pairs[int(name[4:])] = runs[f"hard_{name[3:]}"], runs[name]
     if len(pairs) < 2:
         return None
-
-    def kept_of(hard, kd):
-        return kept_share({"student_hard": {"frame_acc": hard}, "student_kd": {"frame_acc": kd},
-                           "ensemble": systems["ensemble"]})
-
     rows = [{"seed": seed, "hard": h["frame_acc"], "kd": k["frame_acc"], "hard_wer": h["wer"],
-             "kd_wer": k["wer"], "kept": kept_of(h["frame_acc"], k["frame_acc"])}
+             "kd_wer": k["wer"], "kept": _kept(k["frame_acc"], h["frame_acc"], ens)}
             for seed, (h, k) in sorted(pairs.items())]
     kept = [r["kept"] for r in rows if r["kept"] is not None]
-    mean = sum(kept) / len(kept) if kept else None
-    std = ((sum((k - mean) ** 2 for k in kept) / (len(kept) - 1)) ** 0.5 if len(kept) > 1
-           else None)
+    mean = round(statistics.fmean(kept), 4) if kept else None
+    std = round(statistics.stdev(kept), 4) if len(kept) > 1 else None
     accs = [(r["hard"], r["kd"]) for r in rows if None not in (r["hard"], r["kd"])]
-    of_means = kept_of(*(sum(a) / len(accs) for a in zip(*accs))) if accs else None
-    return {"rows": rows, "kept_mean": _round(mean), "kept_std": _round(std),
-            "kept_of_means": of_means}
-
-
-def _round(v):
-    return None if v is None else round(v, 4)
+    hard, kd = (sum(a) / len(accs) for a in zip(*accs)) if accs else (None, None)
+    return {"rows": rows, "kept_mean": mean, "kept_std": std, "kept_of_means": _kept(kd, hard, ens)}
 
 
 def _seed_table(seeds: dict, systems: dict) -> list[str]:
@@ -257,7 +254,7 @@ def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
     if spec:
         results["specialists"] = spec
         lines += _specialist_tables(spec, systems)
-    seeds = _seeds(exp_dir, test_set, systems) if (exp_dir / "seeds").is_dir() else None
+    seeds = _seeds(exp_dir, test_set, systems)
     if seeds:
         results["seeds"] = seeds
         lines += _seed_table(seeds, systems)

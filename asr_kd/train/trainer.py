@@ -195,6 +195,11 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def _epoch_of(checkpoint: Path) -> int:
+    """N of out_dir/epoch-N.pt."""
+    return int(checkpoint.stem.split("-")[1])
+
+
 def save_checkpoint(path: Path, members, opt: MemberAdam, epoch, best, history, gen, device):
     """Write epoch `epoch`'s checkpoint as `path` (out_dir/epoch-N.pt), then delete the older
     ones that are no member's best epoch: what remains is all a resumed run and `best_models`
@@ -206,14 +211,14 @@ def save_checkpoint(path: Path, members, opt: MemberAdam, epoch, best, history, 
                     "torch_rng": _rng_state(device)}, tmp)
     keep = {epoch} | {b["epoch"] for b in best}
     for old in path.parent.glob("epoch-*.pt"):
-        if int(old.stem.split("-")[1]) not in keep:
+        if _epoch_of(old) not in keep:
             old.unlink()
 
 
 def resume(out_dir: Path, members, opt: MemberAdam, gen: torch.Generator, device):
     """(best, history, first epoch to run): from the newest out_dir/epoch-N.pt when there is
     one, which also restores the members, optimizer and random generators; else a fresh start."""
-    done = sorted(Path(out_dir).glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    done = sorted(Path(out_dir).glob("epoch-*.pt"), key=_epoch_of)
     if not done:
         return [{"epoch": 0, "acc": -1.0} for _ in range(len(members))], [], 1
     ck = torch.load(done[-1], map_location=device, weights_only=True)
