@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from asr_kd.decode import DECODERS, decode_marker
+from asr_kd.decode import DEFAULT_DECODER, decode_marker, decoder_names
 from asr_kd.utils.io import is_done
 from asr_kd.utils.logging import setup_logging
 
@@ -146,7 +146,7 @@ def cmd_make_graph(a):
 
 
 def cmd_decode(a):
-    from asr_kd.decode.reference import DecodeConfig
+    from asr_kd.decode import DecodeConfig
     from asr_kd.steps.decode import run_decode
 
     run_decode(a.system, a.model, a.graph_dir, a.data_dir, a.decode_dir,
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--sil-prob", type=float, default=0.5)
         if verb in ("decode", "evaluate"):
             sp.add_argument("--system", required=True, help="name in the results table")
-            sp.add_argument("--decoder", choices=DECODERS, default="reference",
+            sp.add_argument("--decoder", choices=decoder_names(), default=DEFAULT_DECODER,
                             help="reference: kaldi-decoder's FasterDecoder on the CPU; torch: "
                                  "our batched decoder on --device")
         if verb == "train-student":

@@ -25,9 +25,9 @@ if str(REPO) not in sys.path:  # asr_kd and local/ from a checkout without `pip 
     sys.path.insert(0, str(REPO))
 
 from asr_kd.lang import prepare_lang  # noqa: E402
-from asr_kd.models.members import make_members  # noqa: E402
 from asr_kd.train.chunks import ChunkSet  # noqa: E402
 from asr_kd.train.distill import DistillConfig, kd_loss  # noqa: E402
+from asr_kd.train.members import make_members  # noqa: E402
 from asr_kd.train.trainer import MemberAdam  # noqa: E402
 from asr_kd.utils.io import write_lines  # noqa: E402
 from local.fsdd import read_cmudict  # noqa: E402

@@ -44,9 +44,8 @@ from common import (
     with_unk,
 )
 
+from asr_kd.decode import DecodeConfig, DeviceGraph, ReferenceDecoder, TorchDecoder
 from asr_kd.decode.graph import GraphConfig, make_hclg
-from asr_kd.decode.reference import DecodeConfig, ReferenceDecoder
-from asr_kd.decode.torch_decoder import DeviceGraph, TorchDecoder
 from asr_kd.hmm.transitions import TransitionModel, monophone_tuples
 from asr_kd.lang import load_lang
 from asr_kd.lang.ngram import train_kneser_ney
@@ -170,11 +169,11 @@ def main():
     cfg = DecodeConfig(beam=args.beam, max_active=args.max_active)
 
     decoder = TorchDecoder(graph, cfg)
-    decoder.decode(warm)
+    decoder.decode_batch(warm)
     reset_memory(device)
     sync(device)
     t0 = time.perf_counter()
-    ours = decoder.decode(batch)
+    ours = decoder.decode_batch(batch)
     sync(device)
     sec = time.perf_counter() - t0
     id2word = lang.id2word
@@ -192,7 +191,7 @@ def main():
     ref = ReferenceDecoder(hclg, cfg)
     n = min(args.ref_utts, len(batch))
     t0 = time.perf_counter()
-    theirs = [ref.decode(s) for s in batch[:n]]
+    theirs = ref.decode_batch(batch[:n])
     ref_s = time.perf_counter() - t0
     ref_audio = sum(len(s) for s in batch[:n]) * 0.01
     same = sum(a is not None and b is not None and a.words == b.words

@@ -91,10 +91,10 @@ def decoders_agree(recipe_dir: Path, test_set: str, system: str, monkeypatch) ->
     utterance. Returns the number of utterances compared."""
     import numpy as np
 
-    from asr_kd.decode.reference import DecodeConfig, ReferenceDecoder
-    from asr_kd.decode.torch_decoder import DeviceGraph, TorchDecoder
-    from asr_kd.models.acoustic import load_acoustic_model
-    from asr_kd.steps.common import as_tensors, load_dir_feats
+    from asr_kd.acoustic import load_acoustic_model
+    from asr_kd.decode import DecodeConfig, make_decoder
+    from asr_kd.features import as_tensors
+    from asr_kd.steps.common import load_dir_feats
     from asr_kd.utils.config import load_config
     from asr_kd.utils.fst import read_fst
 
@@ -112,10 +112,9 @@ def decoders_agree(recipe_dir: Path, test_set: str, system: str, monkeypatch) ->
     if not graph.exists():
         graph = Path("exp/graph")
     hclg = read_fst(graph / "HCLG.fst")
-    ref = ReferenceDecoder(hclg, cfg)
-    ours = TorchDecoder(DeviceGraph(hclg), cfg).decode(lls)
-    for u, ll, h in zip(d.utts, lls, ours, strict=True):
-        r = ref.decode(ll)
+    theirs = make_decoder("reference", hclg, cfg).decode_batch(lls)
+    ours = make_decoder("torch", hclg, cfg).decode_batch(lls)
+    for u, r, h in zip(d.utts, theirs, ours, strict=True):
         assert h is not None and r is not None, u
         assert h.words == r.words and np.array_equal(h.pdf_alignment, r.pdf_alignment), u
         # float64 sums against kaldi-decoder's float32 lattice weights

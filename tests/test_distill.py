@@ -11,11 +11,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from asr_kd.acoustic import DnnAcousticModel, EnsembleAcousticModel, flops_per_frame
+from asr_kd.acoustic.soft_targets import combine_log_probs
 from asr_kd.features import FbankConfig, fbank_utterances
-from asr_kd.models.acoustic import DnnAcousticModel, EnsembleAcousticModel, flops_per_frame
-from asr_kd.models.members import LoopMembers, StackedMLP, make_members
-from asr_kd.models.mlp import SplicedMLP
-from asr_kd.train.distill import DistillConfig, combine_log_probs, kd_loss, zero_mean_logits
+from asr_kd.nets.mlp import SplicedMLP
+from asr_kd.train.distill import DistillConfig, kd_loss, zero_mean_logits
+from asr_kd.train.members import LoopMembers, StackedMLP, make_members
 from asr_kd.train.soft_cache import load_soft_cache, write_soft_cache
 from asr_kd.train.trainer import MemberAdam, TrainConfig, train_members
 from tests.conftest import corpus

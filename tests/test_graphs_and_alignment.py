@@ -10,8 +10,8 @@ import kaldifst
 import numpy as np
 import torch
 
+from asr_kd.decode import DecodeConfig, ReferenceDecoder
 from asr_kd.decode.graph import GraphConfig, make_hclg
-from asr_kd.decode.reference import DecodeConfig, ReferenceDecoder
 from asr_kd.hmm.align import equal_align, viterbi_align
 from asr_kd.hmm.h_fst import training_h
 from asr_kd.hmm.model import GmmHmm
@@ -55,7 +55,7 @@ def assert_same_best_paths(lang, model, data_dir, utts) -> None:
     d, feats = load_dir_feats(data_dir)
     for utt in d.utts[:utts]:
         ll = model.log_likelihoods(torch.from_numpy(feats[utt])).numpy()
-        a, b = plain.decode(ll), ours.decode(ll)
+        (a,), (b,) = plain.decode_batch([ll]), ours.decode_batch([ll])
         assert a.words == b.words, utt
         assert abs(a.cost - b.cost) < 1e-5 * abs(a.cost), (utt, a.cost, b.cost)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from asr_kd.models import build_model
-from asr_kd.models.acoustic import UNSEEN_LOG_PRIOR, DnnAcousticModel, flops_per_frame
-from asr_kd.models.registry import builtin_models
+from asr_kd.acoustic import UNSEEN_LOG_PRIOR, DnnAcousticModel, flops_per_frame
+from asr_kd.nets import build_model
+from asr_kd.nets.registry import builtin_models
 from tests.conftest import REPO
 
 F, P = 40, 62

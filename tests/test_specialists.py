@@ -8,9 +8,9 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from asr_kd.models.acoustic import DnnAcousticModel
-from asr_kd.models.mlp import SplicedMLP
-from asr_kd.models.specialists import _kl_views, combine_specialists
+from asr_kd.acoustic import DnnAcousticModel
+from asr_kd.acoustic.specialists import combine_specialists, kl_objective
+from asr_kd.nets.mlp import SplicedMLP
 from asr_kd.train.specialists import (
     SpecialistConfig,
     confusion_clusters,
@@ -72,7 +72,7 @@ def test_matches_a_general_optimiser():
 
         def f(z, args=args):
             zt = torch.tensor(z[None], requires_grad=True)
-            val = _kl_views(zt, *args).sum()
+            val = kl_objective(zt, *args).sum()
             (g,) = torch.autograd.grad(val, zt)
             return float(val.detach()), g[0].numpy()
 

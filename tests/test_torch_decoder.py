@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asr_kd.decode.reference import DecodeConfig, ReferenceDecoder
-from asr_kd.decode.torch_decoder import DeviceGraph, TorchDecoder
+from asr_kd.decode import DecodeConfig, DeviceGraph, ReferenceDecoder, TorchDecoder
 from asr_kd.utils.fst import compile_text
 from tests.conftest import decoders_agree
 
@@ -33,7 +32,7 @@ def _both(graph: str, mats, **cfg):
     fst = compile_text(graph)
     c = DecodeConfig(**cfg)
     ref = ReferenceDecoder(fst, c)
-    return [ref.decode(m) for m in mats], TorchDecoder(DeviceGraph(fst), c).decode(mats)
+    return ref.decode_batch(mats), TorchDecoder(DeviceGraph(fst), c).decode_batch(mats)
 
 
 def _same(r, h):
@@ -97,9 +96,9 @@ def test_max_active_prunes_to_the_best_tokens():
 
 def test_bad_input_is_refused_with_a_clear_message():
     dec = TorchDecoder(DeviceGraph(compile_text(EPSILON_GRAPH)), DecodeConfig())
-    assert dec.decode([]) == []
+    assert dec.decode_batch([]) == []
     with pytest.raises(ValueError, match="the graph uses pdf 2 but the model has only 2 pdfs"):
-        dec.decode([np.zeros((4, 2), np.float32)])
+        dec.decode_batch([np.zeros((4, 2), np.float32)])
 
 
 @pytest.mark.parametrize("system", ["mono", "ensemble", "student_kd"])

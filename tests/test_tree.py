@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from asr_kd.features import as_tensors
 from asr_kd.hmm.context import ContextDependency
 from asr_kd.hmm.model import GmmHmm
 from asr_kd.hmm.tree import (
@@ -19,7 +20,7 @@ from asr_kd.hmm.tree import (
     leaf_stats,
 )
 from asr_kd.lang import load_lang
-from asr_kd.steps.common import as_tensors, load_dir_feats, read_int_vectors
+from asr_kd.steps.common import load_dir_feats, read_int_vectors
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +123,8 @@ def test_triphone_system_on_yesno(yesno_stats, yesno_run, monkeypatch):
     """A small tied-triphone GMM trained from the monophone alignments: its tree reaches the
     leaf target, its HCLG (C from kaldifst.compose_context) finds the plain H∘C∘L∘G's best
     paths, and it decodes test_yesno."""
+    from asr_kd.decode import DecodeConfig, ReferenceDecoder
     from asr_kd.decode.graph import GraphConfig, make_hclg
-    from asr_kd.decode.reference import DecodeConfig, ReferenceDecoder
     from asr_kd.hmm.train_tri import TriConfig, train_tri
     from asr_kd.score.wer import compute_wer
     from tests.test_graphs_and_alignment import assert_same_best_paths
@@ -142,9 +143,9 @@ def test_triphone_system_on_yesno(yesno_stats, yesno_run, monkeypatch):
     dec = ReferenceDecoder(make_hclg(lang, tri.tm, GraphConfig(), tri.ctx), DecodeConfig())
     test, test_feats = load_dir_feats("data/test_yesno")
     id2word = lang.id2word
-    hyps = {u: [id2word[w] for w in dec.decode(
-        tri.log_likelihoods(torch.from_numpy(test_feats[u])).numpy()).words]
-        for u in test.utts}
+    found = dec.decode_batch([tri.log_likelihoods(torch.from_numpy(test_feats[u]))
+                              for u in test.utts])
+    hyps = {u: [id2word[w] for w in h.words] for u, h in zip(test.utts, found)}
     # Every training file starts with NO and every test file with YES, so the few contexts yesno
     # has teach little: at most 3 insertions (the monophone system's 1 plus 2 in the noisy
     # starts of 1_1_0_1_1_1_1_0 and 1_1_1_1_1_0_0_0), and no word is lost or confused.

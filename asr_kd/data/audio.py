@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asr_kd.data.datadir import DataDir, _err, is_pipe, raise_problem
+from asr_kd.data.datadir import DataDir, data_error, is_pipe, raise_problem
 
 # Segments may end a little past the audio (rounding in the times); like Kaldi's extract-segments
 # --max-overshoot, a small overshoot is clipped and a larger one is an error.
@@ -162,7 +162,7 @@ def iter_utterance_audio(
                 problem = f"segment {start}-{end} s is shorter than one sample"
             samples = samples[b:min(e, n)]
         if problem is not None:
-            report(_err(wav_p, datadir.line("wav.scp", rec), problem, utt=utt))
+            report(data_error(wav_p, datadir.line("wav.scp", rec), problem, utt=utt))
             continue
         yield utt, samples, sr
 

@@ -36,7 +36,7 @@ class DataDirError(ValueError):
 _DEFAULT_FIX = {"utt": "drop", "rec": "drop", "spk": "rewrite", None: None}
 
 
-def _err(
+def data_error(
     path: Path,
     lineno: int | None,
     problem: str,
@@ -98,7 +98,7 @@ class DataDir:
         return self.lines.get(name, {}).get(key)
 
 
-def _read_table(
+def read_table(
     path: Path, label: str, min_fields: int, report=raise_problem, fix: str = "default"
 ) -> dict[str, tuple[int, list[str]]]:
     """Read `<key> fields...` lines; check blank lines, field counts, duplicates and byte order.
@@ -112,23 +112,23 @@ def _read_table(
         for lineno, line in enumerate(f, 1):
             fields = line.split()
             if not fields:
-                report(_err(path, lineno, "empty line", fix="rewrite"))
+                report(data_error(path, lineno, "empty line", fix="rewrite"))
                 continue
             key, rest = fields[0], fields[1:]
             kw = {label: key, "fix": fix}
             if key in entries:
-                report(_err(path, lineno, f"duplicate key (first on line {entries[key][0]})",
+                report(data_error(path, lineno, f"duplicate key (first on line {entries[key][0]})",
                             **kw))
                 continue
             if prev is not None and key < prev:
-                report(_err(
+                report(data_error(
                     path,
                     lineno,
                     f"not sorted (keys must be in byte order; previous key '{prev}')",
                     **{label: key, "fix": "rewrite"},
                 ))
             if len(rest) < min_fields:
-                report(_err(
+                report(data_error(
                     path,
                     lineno,
                     f"expected at least {min_fields + 1} fields, got {len(fields)}",
@@ -142,7 +142,7 @@ def _read_table(
 
 def _require(path: Path) -> Path:
     if not path.is_file():
-        raise _err(path, None, "file does not exist")
+        raise data_error(path, None, "file does not exist")
     return path
 
 
@@ -193,14 +193,14 @@ def load_data_dir(
     """
     path = Path(path)
     if not path.is_dir():
-        raise _err(path, None, "data directory does not exist")
+        raise data_error(path, None, "data directory does not exist")
     wav_p, text_p = path / "wav.scp", path / "text"
     u2s_p, s2u_p, seg_p = path / "utt2spk", path / "spk2utt", path / "segments"
     has_seg = seg_p.is_file()
     wav_label = "rec" if has_seg else "utt"
 
     # wav.scp: one path, or a shell command ending in '|'.
-    wav_t = _read_table(_require(wav_p), wav_label, 1, report)
+    wav_t = read_table(_require(wav_p), wav_label, 1, report)
     wav: dict[str, str] = {}
     for key, (ln, rest) in wav_t.items():
         kw = {wav_label: key}
@@ -214,33 +214,33 @@ def load_data_dir(
         elif check_audio_exists:
             problem = _audio_file_problem(spec)
         if problem:
-            report(_err(wav_p, ln, problem, **kw))
+            report(data_error(wav_p, ln, problem, **kw))
             continue
         wav[key] = spec
 
-    u2s_t = _read_table(_require(u2s_p), "utt", 1, report)
+    u2s_t = read_table(_require(u2s_p), "utt", 1, report)
     utt2spk: dict[str, str] = {}
     for utt, (ln, rest) in u2s_t.items():
         if len(rest) != 1:
-            report(_err(u2s_p, ln, "expected '<utterance> <speaker>'", utt=utt))
+            report(data_error(u2s_p, ln, "expected '<utterance> <speaker>'", utt=utt))
             continue
         utt2spk[utt] = rest[0]
 
     # spk2utt only restates utt2spk, so its problems are fixed by writing it again.
     has_s2u = s2u_p.is_file()
-    s2u_t = _read_table(s2u_p, "spk", 1, report) if has_s2u else {}
+    s2u_t = read_table(s2u_p, "spk", 1, report) if has_s2u else {}
     if not has_s2u:
-        report(_err(s2u_p, None, "file does not exist", fix="rewrite"))
+        report(data_error(s2u_p, None, "file does not exist", fix="rewrite"))
     spk2utt = {spk: rest for spk, (_, rest) in s2u_t.items()}
     for spk, (ln, utts) in s2u_t.items():
         seen = set()
         for utt in utts:
             if utt in seen:
-                report(_err(s2u_p, ln, f"utterance '{utt}' listed twice", spk=spk))
+                report(data_error(s2u_p, ln, f"utterance '{utt}' listed twice", spk=spk))
             elif utt not in u2s_t:
-                report(_err(s2u_p, ln, f"utterance '{utt}' is not in utt2spk", spk=spk))
+                report(data_error(s2u_p, ln, f"utterance '{utt}' is not in utt2spk", spk=spk))
             elif utt2spk.get(utt, spk) != spk:
-                report(_err(
+                report(data_error(
                     s2u_p,
                     ln,
                     f"utterance '{utt}' belongs to speaker '{utt2spk[utt]}' in utt2spk",
@@ -252,52 +252,53 @@ def load_data_dir(
         if spk is None or not has_s2u:
             continue
         if spk not in spk2utt:
-            report(_err(u2s_p, ln, f"speaker '{spk}' is not in spk2utt", utt=utt, fix="rewrite"))
+            report(data_error(u2s_p, ln, f"speaker '{spk}' is not in spk2utt", utt=utt,
+                              fix="rewrite"))
         elif utt not in spk2utt[spk]:
-            report(_err(u2s_p, ln, f"not listed under speaker '{spk}' in spk2utt", utt=utt,
+            report(data_error(u2s_p, ln, f"not listed under speaker '{spk}' in spk2utt", utt=utt,
                         fix="rewrite"))
 
     text: dict[str, list[str]] = {}
     text_t = {}
     if text_p.is_file():
-        text_t = _read_table(text_p, "utt", 0, report)
+        text_t = read_table(text_p, "utt", 0, report)
         for utt, (ln, words) in text_t.items():
             if not words:
-                report(_err(text_p, ln, "empty transcript", utt=utt))
+                report(data_error(text_p, ln, "empty transcript", utt=utt))
             elif utt not in u2s_t:
-                report(_err(text_p, ln, "no speaker in utt2spk", utt=utt))
+                report(data_error(text_p, ln, "no speaker in utt2spk", utt=utt))
             else:
                 text[utt] = words
         if require_text:
             for utt, (ln, _) in u2s_t.items():
                 if utt not in text_t:
-                    report(_err(u2s_p, ln, "no transcript in text", utt=utt))
+                    report(data_error(u2s_p, ln, "no transcript in text", utt=utt))
     elif require_text:
-        raise _err(text_p, None, "file does not exist")
+        raise data_error(text_p, None, "file does not exist")
 
     segments = None
     seg_t = {}
     if has_seg:
         segments = {}
-        seg_t = _read_table(seg_p, "utt", 3, report)
+        seg_t = read_table(seg_p, "utt", 3, report)
         for utt, (ln, rest) in seg_t.items():
             seg = _parse_segment(rest, wav_t)
             if isinstance(seg, str) or utt not in u2s_t:
-                report(_err(seg_p, ln, seg if isinstance(seg, str) else "no speaker in utt2spk",
-                            utt=utt))
+                problem = seg if isinstance(seg, str) else "no speaker in utt2spk"
+                report(data_error(seg_p, ln, problem, utt=utt))
                 continue
             segments[utt] = seg
         for utt, (ln, _) in u2s_t.items():
             if utt not in seg_t:
-                report(_err(u2s_p, ln, "no entry in segments", utt=utt))
+                report(data_error(u2s_p, ln, "no entry in segments", utt=utt))
     else:
         # Whole-recording utterances: utt2spk and wav.scp must list the same ids.
         for utt, (ln, _) in u2s_t.items():
             if utt not in wav_t:
-                report(_err(u2s_p, ln, "no recording in wav.scp", utt=utt))
+                report(data_error(u2s_p, ln, "no recording in wav.scp", utt=utt))
         for utt, (ln, _) in wav_t.items():
             if utt not in u2s_t:
-                report(_err(wav_p, ln, "no speaker in utt2spk", utt=utt))
+                report(data_error(wav_p, ln, "no speaker in utt2spk", utt=utt))
 
     tables = {"wav.scp": wav_t, "utt2spk": u2s_t, "spk2utt": s2u_t, "text": text_t,
               "segments": seg_t}

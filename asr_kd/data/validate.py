@@ -15,7 +15,7 @@ import kaldiio
 import numpy as np
 
 from asr_kd.data.audio import iter_utterance_audio
-from asr_kd.data.datadir import DataDir, DataDirError, _err, _read_table, load_data_dir
+from asr_kd.data.datadir import DataDir, DataDirError, data_error, load_data_dir, read_table
 
 
 def oov_problems(d: DataDir, lang_dir) -> Iterator[DataDirError]:
@@ -28,18 +28,18 @@ def oov_problems(d: DataDir, lang_dir) -> Iterator[DataDirError]:
 
     words_p = Path(lang_dir) / "words.txt"
     if not words_p.is_file():
-        yield _err(words_p, None, "file does not exist")
+        yield data_error(words_p, None, "file does not exist")
         return
     words = read_symbols(words_p)
     for utt in sorted(d.text):
         for w in dict.fromkeys(d.text[utt]):
             if w not in words:
-                yield _err(d.path / "text", d.line("text", utt),
+                yield data_error(d.path / "text", d.line("text", utt),
                            f"word '{w}' is not in {words_p}", utt=utt)
 
 
 def _scp(path: Path, label: str, found: list) -> dict[str, tuple[int, list[str]]]:
-    return _read_table(path, label, 1, found.append)
+    return read_table(path, label, 1, found.append)
 
 
 def _load_mat(rest: list[str]) -> np.ndarray | str:
@@ -58,27 +58,27 @@ def feats_problems(d: DataDir, frames: dict[str, int] | None = None,
     feats_p, cmvn_p = d.path / "feats.scp", d.path / "cmvn.scp"
     for p, what in ((feats_p, "features"), (cmvn_p, "CMVN stats")):
         if not p.is_file():
-            yield _err(p, None, f"no {what}; run the feats stage first")
+            yield data_error(p, None, f"no {what}; run the feats stage first")
             return
     found: list[DataDirError] = []
     feats_t, cmvn_t = _scp(feats_p, "utt", found), _scp(cmvn_p, "spk", found)
     yield from found
     for utt, (ln, _) in feats_t.items():
         if utt not in d.utt2spk:
-            yield _err(feats_p, ln, "no speaker in utt2spk", utt=utt, fix="rewrite")
+            yield data_error(feats_p, ln, "no speaker in utt2spk", utt=utt, fix="rewrite")
     for utt in d.utts:
         if utt not in feats_t:
-            yield _err(d.path / "utt2spk", d.line("utt2spk", utt), "no features in feats.scp",
+            yield data_error(d.path / "utt2spk", d.line("utt2spk", utt), "no features in feats.scp",
                        utt=utt)
             continue
         ln, rest = feats_t[utt]
         x = _load_mat(rest)
         if isinstance(x, str):
-            yield _err(feats_p, ln, x, utt=utt)
+            yield data_error(feats_p, ln, x, utt=utt)
             continue
         bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
         if len(bad):
-            yield _err(feats_p, ln, f"{len(bad)} of {len(x)} frames have NaN or Inf (the "
+            yield data_error(feats_p, ln, f"{len(bad)} of {len(x)} frames have NaN or Inf (the "
                        f"first is frame {bad[0]}, counting from 0)", utt=utt)
         else:
             if frames is not None:
@@ -88,13 +88,13 @@ def feats_problems(d: DataDir, frames: dict[str, int] | None = None,
     # A speaker's utterances cannot be normalised without finite stats.
     for spk in dict.fromkeys(d.utt2spk[u] for u in d.utts):
         if spk not in cmvn_t:
-            yield _err(d.path / "spk2utt", d.line("spk2utt", spk), "no CMVN stats in cmvn.scp",
-                       spk=spk, fix="drop")
+            yield data_error(d.path / "spk2utt", d.line("spk2utt", spk),
+                             "no CMVN stats in cmvn.scp", spk=spk, fix="drop")
             continue
         ln, rest = cmvn_t[spk]
         st = _load_mat(rest)
         if isinstance(st, str) or not np.isfinite(st).all():
-            yield _err(cmvn_p, ln, st if isinstance(st, str) else "NaN or Inf in CMVN stats",
+            yield data_error(cmvn_p, ln, st if isinstance(st, str) else "NaN or Inf in CMVN stats",
                        spk=spk, fix="drop")
 
 
@@ -110,7 +110,7 @@ def alignment_problems(d: DataDir, ali: Mapping[str, np.ndarray], ali_path,
     lines = _scp(feats_p, "utt", found)
     for utt in sorted(frames.keys() & ali.keys()):
         if len(ali[utt]) != frames[utt]:
-            yield _err(feats_p, lines[utt][0] if utt in lines else None,
+            yield data_error(feats_p, lines[utt][0] if utt in lines else None,
                        f"{frames[utt]} frames of features but {len(ali[utt])} in {ali_path}",
                        utt=utt)
 
@@ -182,7 +182,7 @@ def validate_data_dir(
             try:
                 ali = dict(kaldiio.load_ark(str(ali_p)))
             except Exception as e:  # missing or corrupt archive
-                v.problems.append(_err(ali_p, None, f"cannot read alignments: {e}"))
+                v.problems.append(data_error(ali_p, None, f"cannot read alignments: {e}"))
             else:
                 v.problems += alignment_problems(d, ali, ali_p, frames)
     return v

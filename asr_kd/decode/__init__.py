@@ -1,10 +1,30 @@
-"""Decoding graphs (HCLG) and decoders."""
+"""Decoding graphs (HCLG) and the decoders over them, behind one interface (decode/base.py):
+`reference`, kaldi-decoder's FasterDecoder on the CPU (reference.py), and `torch`, our batched
+search on any device (torch_decoder.py)."""
 
-# The decoders over an HCLG: kaldi-decoder's FasterDecoder on the CPU (reference.py) and our
-# batched torch search on any device (torch_decoder.py).
-DECODERS = ("reference", "torch")
+from asr_kd.decode.base import (
+    DEFAULT_DECODER,
+    DecodeConfig,
+    Decoder,
+    Hypothesis,
+    decode_marker,
+    decoder_names,
+    make_decoder,
+    register_decoder,
+)
+from asr_kd.decode.reference import ReferenceDecoder
+from asr_kd.decode.torch_decoder import DeviceGraph, TorchDecoder
 
-
-def decode_marker(decoder: str) -> str:
-    """The done-marker of a decode dir names its decoder: switching decoders redoes it."""
-    return f"done_{decoder}"
+__all__ = [
+    "DEFAULT_DECODER",
+    "DecodeConfig",
+    "Decoder",
+    "DeviceGraph",
+    "Hypothesis",
+    "ReferenceDecoder",
+    "TorchDecoder",
+    "decode_marker",
+    "decoder_names",
+    "make_decoder",
+    "register_decoder",
+]

@@ -1,4 +1,4 @@
-"""The CPU reference decoder: kaldi-decoder's FasterDecoder over a kaldifst HCLG.
+"""The CPU reference decoder (`reference`): kaldi-decoder's FasterDecoder over a kaldifst HCLG.
 
 Input labels of HCLG are pdf id + 1, so DecodableCtc scores label i at frame t as M[t, i - 1]
 and a [T, num_pdfs] matrix of acoustically scaled log-likelihoods decodes directly.
@@ -6,30 +6,16 @@ and a [T, num_pdfs] matrix of acoustically scaled log-likelihoods decodes direct
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import kaldi_decoder
 import kaldifst
 import numpy as np
+import torch
+
+from asr_kd.decode.base import DecodeConfig, Decoder, Hypothesis, register_decoder
 
 
-@dataclass
-class DecodeConfig:
-    acoustic_scale: float = 0.1
-    beam: float = 13.0
-    max_active: int = 7000
-    min_active: int = 200
-
-
-@dataclass
-class Hypothesis:
-    words: list[int]
-    pdf_alignment: np.ndarray  # [T] pdf id per frame
-    cost: float  # graph + acoustic cost of the best path
-    reached_final: bool
-
-
-class ReferenceDecoder:
+@register_decoder("reference")
+class ReferenceDecoder(Decoder):
     def __init__(self, hclg: kaldifst.StdVectorFst, cfg: DecodeConfig):
         self.cfg = cfg
         opts = kaldi_decoder.FasterDecoderOptions(beam=cfg.beam, max_active=cfg.max_active,
@@ -37,7 +23,16 @@ class ReferenceDecoder:
         self.hclg = hclg
         self.decoder = kaldi_decoder.FasterDecoder(hclg, opts)
 
-    def decode(self, loglikes: np.ndarray) -> Hypothesis | None:
+    @classmethod
+    def from_graph(cls, hclg, cfg: DecodeConfig, device="cpu") -> ReferenceDecoder:
+        """On the CPU whatever the device: the scores are copied there per utterance."""
+        return cls(hclg, cfg)
+
+    def decode_batch(self, loglikes: list[torch.Tensor | np.ndarray]) -> list[Hypothesis | None]:
+        return [self._decode_one(x if isinstance(x, np.ndarray) else x.float().cpu().numpy())
+                for x in loglikes]
+
+    def _decode_one(self, loglikes: np.ndarray) -> Hypothesis | None:
         """loglikes: [T, num_pdfs] log-likelihoods (unscaled); None if no path survived."""
         scaled = np.ascontiguousarray(loglikes * self.cfg.acoustic_scale, dtype=np.float32)
         self.decoder.decode(kaldi_decoder.DecodableCtc(scaled))

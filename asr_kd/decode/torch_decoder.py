@@ -24,7 +24,7 @@ import kaldifst
 import numpy as np
 import torch
 
-from asr_kd.decode.reference import DecodeConfig, Hypothesis
+from asr_kd.decode.base import DecodeConfig, Decoder, Hypothesis, register_decoder
 from asr_kd.utils.fst import FstArrays, to_arrays
 
 
@@ -121,11 +121,17 @@ def _prune(utt, cost, num_utts: int, beam: float, max_active: int) -> torch.Tens
     return idx
 
 
-class TorchDecoder:
-    """Batched Viterbi beam search; `decode` returns one Hypothesis (or None) per utterance."""
+@register_decoder("torch")
+class TorchDecoder(Decoder):
+    """Batched Viterbi beam search; `decode_batch` returns one Hypothesis (or None) per
+    utterance."""
 
     def __init__(self, graph: DeviceGraph, cfg: DecodeConfig):
         self.graph, self.cfg = graph, cfg
+
+    @classmethod
+    def from_graph(cls, hclg, cfg: DecodeConfig, device="cpu") -> TorchDecoder:
+        return cls(DeviceGraph(hclg, device), cfg)
 
     def _closure(self, frame: _Frame, live: torch.Tensor, cutoff: torch.Tensor):
         """Follow epsilon arcs from the live rows until nothing improves; returns the new live
@@ -170,7 +176,7 @@ class TorchDecoder:
         return live
 
     @torch.no_grad()
-    def decode(self, loglikes: list[torch.Tensor | np.ndarray]) -> list[Hypothesis | None]:
+    def decode_batch(self, loglikes: list[torch.Tensor | np.ndarray]) -> list[Hypothesis | None]:
         """loglikes: per utterance [T_b, num_pdfs] unscaled log-likelihoods."""
         g, cfg, dev = self.graph, self.cfg, self.graph.device
         B = len(loglikes)

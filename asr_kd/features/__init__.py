@@ -9,6 +9,7 @@ from asr_kd.features.fbank import (
     num_frames,
 )
 from asr_kd.features.storage import (
+    as_tensors,
     compute_feats_for_data_dir,
     load_feats,
     read_scp_matrices,
@@ -28,6 +29,7 @@ __all__ = [
     "accumulate_cmvn",
     "add_deltas",
     "apply_cmvn",
+    "as_tensors",
     "cmvn_stats",
     "compute_feats_for_data_dir",
     "dct_matrix",

@@ -12,7 +12,6 @@ final archive, so it is valid as soon as it exists.
 from __future__ import annotations
 
 import os
-import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -20,12 +19,18 @@ from pathlib import Path
 import kaldiio
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from asr_kd.features.cmvn import apply_cmvn as _apply_cmvn
 from asr_kd.features.cmvn import cmvn_stats
 from asr_kd.features.fbank import FbankConfig, fbank_utterances, num_frames
 from asr_kd.utils.io import atomic_path
+from asr_kd.utils.progress import Progress
+
+
+def as_tensors(feats: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Feature matrices as float32 torch tensors (on the CPU), keyed as given."""
+    return {u: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            for u, x in feats.items()}
 
 
 def _items(mats) -> Iterable[tuple[str, np.ndarray]]:
@@ -166,12 +171,7 @@ def compute_feats_for_data_dir(
     stats: dict[str, np.ndarray] = {}
     n_frames = 0
     total = len(waves) if hasattr(waves, "__len__") else None
-    bar = tqdm(
-        total=total,
-        unit="utt",
-        desc=f"fbank {data_dir}",
-        disable=not progress or not sys.stderr.isatty(),
-    )
+    bar = Progress(total, f"fbank {data_dir}", unit="utts", enabled=progress)
 
     def feats_iter() -> Iterator[tuple[str, np.ndarray]]:
         nonlocal n_frames

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import kaldifst
 
-from asr_kd.hmm.topology import Topology
+from asr_kd.lang.topology import Topology
 
 
 @dataclass

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from asr_kd.hmm.align import TrainingGraphCompiler, equal_align, viterbi_align
 from asr_kd.hmm.context import ContextDependency
@@ -26,6 +25,7 @@ from asr_kd.hmm.transitions import TransitionModel, monophone_tuples
 from asr_kd.lang import Lang
 from asr_kd.utils.fst import FstArrays
 from asr_kd.utils.io import write_text
+from asr_kd.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def compile_graphs(lang: Lang, tm: TransitionModel, texts: dict[str, list[str]],
                    where: str, ctx: ContextDependency | None = None) -> dict[str, FstArrays]:
     compiler = TrainingGraphCompiler(tm, lang.L(), ctx)
     return {utt: compiler.compile(word_ids(lang, utt, words, where))
-            for utt, words in tqdm(texts.items(), desc="training graphs", leave=False)}
+            for utt, words in progress(texts.items(), "training graphs", unit="utts")}
 
 
 def align_batched(model: GmmHmm, graphs: dict[str, FstArrays], feats: dict[str, torch.Tensor],

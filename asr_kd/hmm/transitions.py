@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from asr_kd.hmm.topology import Topology
+from asr_kd.lang.topology import Topology
 
 
 class TransitionModel:

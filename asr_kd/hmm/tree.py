@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from asr_kd.hmm.context import ContextDependency, Node
-from asr_kd.hmm.topology import Topology
 from asr_kd.hmm.transitions import TransitionModel
+from asr_kd.lang.topology import Topology
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import kaldifst
 import kaldilm
 
-from asr_kd.hmm.topology import Topology, make_topology
 from asr_kd.lang.dictionary import Dictionary, add_disambig, read_dict_dir
+from asr_kd.lang.topology import Topology, make_topology
 from asr_kd.score.wer import SCORE_MAP_FILE, read_score_map
 from asr_kd.utils.fst import compile_text, read_fst, read_symbols, write_fst
 from asr_kd.utils.io import atomic_path, clear_done, is_done, mark_done, write_lines, write_text

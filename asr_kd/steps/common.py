@@ -6,7 +6,6 @@ from pathlib import Path
 
 import kaldiio
 import numpy as np
-import torch
 
 from asr_kd.data import DataDir, load_data_dir, raise_first
 from asr_kd.data.validate import alignment_problems, feats_problems, oov_problems
@@ -24,11 +23,6 @@ def load_dir_feats(data_dir, require_text: bool = True,
     raw: dict[str, np.ndarray] = {}
     raise_first(feats_problems(d, mats=raw))
     return d, load_feats(data_dir, d.utt2spk, apply_cmvn=True, feats=raw)
-
-
-def as_tensors(feats: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {u: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            for u, x in feats.items()}
 
 
 def write_int_vectors(path, vectors: dict[str, np.ndarray]) -> None:

@@ -1,8 +1,8 @@
 """Stage 9: decode a data dir with one system; write hypotheses, WER and frame accuracy.
 
-Two decoders over the same HCLG, acoustic scale and beam: `reference` (kaldi-decoder's
-FasterDecoder, one utterance at a time on the CPU) and `torch` (asr_kd.decode.torch_decoder,
-each batch of utterances at once, on the chosen device).
+Any registered decoder (asr_kd.decode.base) over the same HCLG, acoustic scale and beam:
+`reference` (kaldi-decoder's FasterDecoder, one utterance at a time on the CPU) or `torch`
+(asr_kd.decode.torch_decoder, each batch of utterances at once, on the chosen device).
 
 Outputs in the decode dir: hyp.txt (Kaldi `text`), wer (Kaldi's %WER line), scores.json.
 Where the graph dir has a score map (score_map.txt, from the lang dir; asr_kd.score.wer), both
@@ -16,53 +16,43 @@ import logging
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
-from asr_kd.decode import DECODERS, decode_marker
-from asr_kd.decode.reference import DecodeConfig, ReferenceDecoder
-from asr_kd.decode.torch_decoder import DeviceGraph, TorchDecoder
-from asr_kd.models.acoustic import load_acoustic_model
+from asr_kd.acoustic import load_acoustic_model
+from asr_kd.decode import DEFAULT_DECODER, DecodeConfig, decode_marker, decoder_names, make_decoder
+from asr_kd.features import as_tensors
 from asr_kd.score.frame_acc import frame_accuracy
 from asr_kd.score.wer import SCORE_MAP_FILE, apply_score_map, compute_wer, read_score_map
-from asr_kd.steps.common import as_tensors, load_dir_feats, read_alignments
+from asr_kd.steps.common import load_dir_feats, read_alignments
 from asr_kd.utils.fst import read_fst, read_symbols
 from asr_kd.utils.io import clear_done, mark_done, write_json, write_lines, write_text
+from asr_kd.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
 
 def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: DecodeConfig,
-               device, ali_dir=None, batch_size: int = 16, decoder: str = "reference") -> dict:
+               device, ali_dir=None, batch_size: int = 16,
+               decoder: str = DEFAULT_DECODER) -> dict:
     out_dir, graph_dir = Path(out_dir), Path(graph_dir)
-    for name in DECODERS:
+    for name in decoder_names():
         clear_done(out_dir, decode_marker(name))
     d, feats = load_dir_feats(data_dir)
     ali = None
     if ali_dir is not None and (Path(ali_dir) / "ali.ark").exists():
         ali = read_alignments(ali_dir, d, feats)
     model = load_acoustic_model(model_path, device)
-    hclg = read_fst(graph_dir / "HCLG.fst")
-    if decoder not in DECODERS:
-        raise ValueError(f"unknown decoder '{decoder}' ({' or '.join(DECODERS)})")
-    if decoder == "reference":
-        search = ReferenceDecoder(hclg, cfg)
-    else:
-        search = TorchDecoder(DeviceGraph(hclg, device), cfg)
+    search = make_decoder(decoder, read_fst(graph_dir / "HCLG.fst"), cfg, device)
     id2word = {i: w for w, i in read_symbols(graph_dir / "words.txt").items()}
     feats_t = as_tensors(feats)
     utts = d.utts
     hyps, preds, failed = {}, {}, []
     t_model = t_search = 0.0
-    for i in tqdm(range(0, len(utts), batch_size), desc=f"decode {system}", leave=False):
+    for i in progress(range(0, len(utts), batch_size), f"decode {system}", unit="batches"):
         batch = utts[i:i + batch_size]
         t0 = time.time()
         scored = model.scores([feats_t[u] for u in batch])
         t_model += time.time() - t0
         t0 = time.time()
-        if decoder == "torch":
-            found = search.decode([ll for ll, _ in scored])
-        else:
-            found = [search.decode(ll.float().cpu().numpy()) for ll, _ in scored]
+        found = search.decode_batch([ll for ll, _ in scored])
         t_search += time.time() - t0
         for u, (_, cls), hyp in zip(batch, scored, found):
             preds[u] = cls.argmax(-1).cpu().numpy()

@@ -13,20 +13,22 @@ import logging
 import shutil
 from pathlib import Path
 
-from asr_kd.models.acoustic import (
+from asr_kd.acoustic import (
     DnnAcousticModel,
     EnsembleAcousticModel,
+    SpecialistAcousticModel,
     load_acoustic_model,
     read_priors,
 )
-from asr_kd.models.members import LoopMembers, group_members
-from asr_kd.models.specialists import SpecialistAcousticModel
-from asr_kd.steps.common import as_tensors, load_dir_feats, num_pdfs_of, read_alignments
+from asr_kd.features import as_tensors
+from asr_kd.steps.common import load_dir_feats, num_pdfs_of, read_alignments
 from asr_kd.train.chunks import ChunkSet
+from asr_kd.train.members import LoopMembers, group_members
 from asr_kd.train.soft_cache import cache_dir_for, load_soft_cache, write_soft_cache
 from asr_kd.train.trainer import TrainConfig, evaluate_members, split_utts, train_members
 from asr_kd.utils.config import save_config
 from asr_kd.utils.io import clear_done, is_done, mark_done, write_json
+from asr_kd.utils.runtime import runtime_policy
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ def _teacher_members(teacher_path, device):
                          f"distill.source: topk")
     members = teacher.members if isinstance(teacher, EnsembleAcousticModel) else [teacher]
     return group_members([m.net for m in members], [m.spec for m in members],
-                         stacked=device.type == "cuda")
+                         runtime_policy(device).stacked)
 
 
 def _soft_cache(teacher_path, feats, cfg: TrainConfig, device):

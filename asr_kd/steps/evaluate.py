@@ -14,7 +14,7 @@ from pathlib import Path
 
 from asr_kd.data import load_data_dir, write_data_dir
 from asr_kd.data.datadir import is_pipe
-from asr_kd.decode.reference import DecodeConfig
+from asr_kd.decode import DEFAULT_DECODER, DecodeConfig
 from asr_kd.features import FbankConfig
 from asr_kd.steps.decode import run_decode
 from asr_kd.steps.feats import run_compute_feats
@@ -31,7 +31,7 @@ def _absolute(spec: str) -> str:
 
 
 def run_evaluate(recipe_dir, data_dir, system: str, device, allow_pipes: bool = False,
-                 force: bool = False, decoder: str = "reference") -> dict:
+                 force: bool = False, decoder: str = DEFAULT_DECODER) -> dict:
     recipe_dir, src = Path(recipe_dir), Path(data_dir).resolve()
     model = next((p for p in (recipe_dir / "exp" / system / n for n in ("final.pt", "final.mdl"))
                   if p.exists()), None)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asr_kd.features import as_tensors
 from asr_kd.hmm.model import GmmHmm
 from asr_kd.hmm.train_mono import (
     MonoConfig,
@@ -18,7 +19,7 @@ from asr_kd.hmm.train_mono import (
 )
 from asr_kd.hmm.train_tri import TriConfig, train_tri
 from asr_kd.lang import load_lang
-from asr_kd.steps.common import as_tensors, load_dir_feats, read_int_vectors, write_int_vectors
+from asr_kd.steps.common import load_dir_feats, read_int_vectors, write_int_vectors
 from asr_kd.utils.config import save_config
 from asr_kd.utils.io import clear_done, mark_done
 

@@ -14,14 +14,14 @@ import shutil
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from asr_kd.models.acoustic import DnnAcousticModel, load_acoustic_model
-from asr_kd.models.specialists import SpecialistAcousticModel
-from asr_kd.steps.common import as_tensors, load_dir_feats, read_alignments
+from asr_kd.acoustic import DnnAcousticModel, SpecialistAcousticModel, load_acoustic_model
+from asr_kd.features import as_tensors
+from asr_kd.steps.common import load_dir_feats, read_alignments
 from asr_kd.train.specialists import SpecialistConfig, train_specialists
 from asr_kd.utils.config import save_config
 from asr_kd.utils.io import clear_done, mark_done, write_json
+from asr_kd.utils.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,12 @@ def run_specialist_coverage(model_path, data_dir, ali_dir, decode_dir, device,
     feats_t = as_tensors(feats)
     utts = [u for u in d.utts if u in ali]
     rows: dict[int, list[int]] = {}  # covering -> [frames, generalist right, combined right]
-    members = model.cluster_mask.to(device)
-    for i in tqdm(range(0, len(utts), batch_size), desc="coverage", leave=False):
+    in_cluster = model.cluster_mask.to(device)
+    for i in progress(range(0, len(utts), batch_size), "coverage", unit="batches"):
         batch = utts[i:i + batch_size]
         for u, (logq, logp_g, active) in zip(batch, model.combine([feats_t[u] for u in batch])):
             y = torch.from_numpy(ali[u]).to(logq.device)
-            covering = (active & members[:, y].T).sum(-1)
+            covering = (active & in_cluster[:, y].T).sum(-1)
             g_ok, q_ok = logp_g.argmax(-1) == y, logq.argmax(-1) == y
             for k in covering.unique().tolist():
                 sel = covering == k

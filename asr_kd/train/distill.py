@@ -16,7 +16,6 @@ high-temperature limit, logit matching: alpha * mean_i (z_i - v_i)^2 / 2 on zero
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -50,15 +49,6 @@ class DistillConfig:
     @property
     def uses_teachers(self) -> bool:
         return self.alpha > 0
-
-
-def combine_log_probs(member_logits: torch.Tensor, temperature: float,
-                      combine: str = "arithmetic") -> torch.Tensor:
-    """[E, ..., P] member logits -> [..., P] log of the combined distribution at temperature T."""
-    z = member_logits.float() / temperature
-    if combine == "geometric":
-        return torch.log_softmax(z.mean(0), dim=-1)
-    return torch.logsumexp(torch.log_softmax(z, dim=-1), dim=0) - math.log(z.shape[0])
 
 
 def zero_mean_logits(member_logits: torch.Tensor) -> torch.Tensor:
@@ -103,10 +93,3 @@ def kd_loss(logits: torch.Tensor, hard: torch.Tensor, cfg: DistillConfig,
         kl = (logp.exp() * (logp - logq)).sum(-1) + torch.xlogy(rest_p, rest_p) - \
             rest_p * rest_q.log()
     return loss + cfg.alpha * t * t * kl.mean()
-
-
-def topk_renormalised(logp: torch.Tensor, k: int):
-    """Top-k of a log distribution [..., P]: (ids int32 [..., k], probabilities renormalised over
-    the k [..., k], the mass the k held before renormalising [...])."""
-    vals, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
-    return ids.to(torch.int32), torch.softmax(vals, dim=-1), vals.logsumexp(-1).exp()

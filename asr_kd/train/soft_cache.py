@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from asr_kd.train.distill import topk_renormalised
+from asr_kd.acoustic.soft_targets import topk_renormalised
 from asr_kd.utils.io import atomic_path, clear_done, is_done, mark_done, write_json
+from asr_kd.utils.progress import progress
 
 
 def cache_dir_for(teacher_path, temperature: float, top_k: int, combine: str) -> Path:
@@ -43,7 +43,7 @@ def write_soft_cache(out_dir, teacher, feats: dict[str, torch.Tensor], temperatu
         probs = np.lib.format.open_memmap(probs_tmp, mode="w+", dtype=np.float32,
                                           shape=(offset, k))
         mass = np.lib.format.open_memmap(mass_tmp, mode="w+", dtype=np.float32, shape=(offset,))
-        for i in tqdm(range(0, len(utts), batch_size), desc="soft targets", leave=False):
+        for i in progress(range(0, len(utts), batch_size), "soft targets", unit="batches"):
             batch = utts[i:i + batch_size]
             logps = teacher.log_posteriors([feats[u] for u in batch], temperature)
             for u, lp in zip(batch, logps):

@@ -27,15 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from asr_kd.models.acoustic import DnnAcousticModel
-from asr_kd.models.members import crop_center, group_members
-from asr_kd.models.registry import build_model
-from asr_kd.models.specialists import SpecialistAcousticModel
-from asr_kd.steps.common import as_tensors
+from asr_kd.acoustic import DnnAcousticModel, SpecialistAcousticModel
+from asr_kd.features import as_tensors
+from asr_kd.nets.registry import build_model
 from asr_kd.train.chunks import ChunkSet
 from asr_kd.train.distill import DistillConfig, kd_loss
+from asr_kd.train.members import crop_center, group_members
 from asr_kd.train.trainer import (
     MemberAdam,
     TrainConfig,
@@ -46,6 +44,8 @@ from asr_kd.train.trainer import (
     split_utts,
 )
 from asr_kd.utils.io import write_json
+from asr_kd.utils.progress import progress
+from asr_kd.utils.runtime import runtime_policy
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class SpecialistConfig:
     temperature: float = 2.0
     halving_threshold: float = 0.5
     valid_fraction: float = 0.1  # as the generalist's: the same held-out utterances
-    stacked: bool | None = None  # None: stacked on a GPU, a loop elsewhere
+    stacked: bool | None = None  # None: as asr_kd.utils.runtime decides for the device
     seed: int = 0
 
     def __post_init__(self):
@@ -129,13 +129,13 @@ def confusion_clusters(probs: torch.Tensor, num_clusters: int, cluster_size: int
             clusters[k].append(pdf)
             dealt.add(pdf)
     out: list[list[int]] = []
-    for k, members in enumerate(clusters):
-        if not members:
+    for k, cluster in enumerate(clusters):
+        if not cluster:
             continue
-        nearest = [i for i in dist[:, k].argsort(stable=True).tolist() if i not in members]
-        members = sorted(members + nearest[:cluster_size - len(members)])
-        if members not in out:
-            out.append(members)
+        nearest = [i for i in dist[:, k].argsort(stable=True).tolist() if i not in cluster]
+        cluster = sorted(cluster + nearest[:cluster_size - len(cluster)])
+        if cluster not in out:
+            out.append(cluster)
     return out
 
 
@@ -167,7 +167,7 @@ def generalist_posteriors(generalist: DnnAcousticModel, feats: dict[str, torch.T
                           utts: list[str], batch_size: int = 16) -> torch.Tensor:
     """[N, P] posteriors over the frames of `utts`, back to back in that order."""
     out = []
-    for i in tqdm(range(0, len(utts), batch_size), desc="generalist", leave=False):
+    for i in progress(range(0, len(utts), batch_size), "generalist", unit="batches"):
         out += [lp.exp().cpu() for lp in
                 generalist.log_posteriors([feats[u] for u in utts[i:i + batch_size]])]
     return torch.cat(out)
@@ -221,15 +221,15 @@ def train_specialists(cfg: SpecialistConfig, feats: dict[str, np.ndarray],
                      1, device) for utts in (train_utts, valid_utts)]
     train, valid = sets
     m = len(clusters)
-    members = torch.zeros(m, num_pdfs, dtype=torch.bool, device=device)
+    in_cluster = torch.zeros(m, num_pdfs, dtype=torch.bool, device=device)
     local = torch.empty(m, num_pdfs, dtype=torch.long, device=device)
     for k, c in enumerate(clusters):
-        members[k, c] = True
+        in_cluster[k, c] = True
         local[k] = len(c)  # the dustbin
         local[k, c] = torch.arange(len(c), device=device)
 
     def split(data: ChunkSet):
-        hit = members[:, data.targets]  # [M, frames]
+        hit = in_cluster[:, data.targets]  # [M, frames]
         return ([h.nonzero().squeeze(1) for h in hit], [(~h).nonzero().squeeze(1) for h in hit])
 
     (t_in, t_out), (v_in, v_out) = split(train), split(valid)
@@ -250,8 +250,8 @@ def train_specialists(cfg: SpecialistConfig, feats: dict[str, np.ndarray],
     net.eval()
     torch.manual_seed(cfg.seed)  # the dropout masks (a resumed run restores the state)
     nets = [specialist_net(generalist, c, input_dim).to(device) for c in clusters]
-    stacked = cfg.stacked if cfg.stacked is not None else device.type == "cuda"
-    group = group_members(nets, [generalist.spec] * m, stacked).to(device)
+    group = group_members(nets, [generalist.spec] * m,
+                          runtime_policy(device, cfg.stacked).stacked).to(device)
     opt = MemberAdam(group.member_params(), m, cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     best, history, start_epoch = resume(out_dir, group, opt, gen, device)
@@ -273,7 +273,7 @@ def train_specialists(cfg: SpecialistConfig, feats: dict[str, np.ndarray],
         """[M, B, S+1] log soft targets: the generalist's logits gathered into each cluster +
         dustbin, moved to the balanced sampling's prior, at temperature T."""
         z = crop_center(net, x.flatten(0, 1), left, 1).view(m, x.shape[1], -1).float()
-        dust = z.masked_fill(members[:, None], float("-inf")).logsumexp(-1, keepdim=True)
+        dust = z.masked_fill(in_cluster[:, None], float("-inf")).logsumexp(-1, keepdim=True)
         inside = z.gather(2, cluster_ids[:, None].expand(-1, z.shape[1], -1))
         v = torch.cat([inside, dust - shift[:, None, None]], dim=-1)
         return torch.log_softmax(v / cfg.temperature, dim=-1)
@@ -282,7 +282,7 @@ def train_specialists(cfg: SpecialistConfig, feats: dict[str, np.ndarray],
         t0 = time.time()
         group.train()
         tot = torch.zeros(m)
-        for _ in tqdm(range(steps), desc=f"specialists epoch {epoch}", leave=False):
+        for _ in progress(range(steps), f"specialists epoch {epoch}", unit="steps"):
             idx = _balanced(gen, t_in, t_out, half).to(device)
             logits, y, x = forward(train, idx)
             soft = soft_targets(x, train.left) if cfg.alpha > 0 else [None] * m

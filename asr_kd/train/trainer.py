@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from asr_kd.models.members import LoopMembers, StackedMLP, make_members
+from asr_kd.acoustic.soft_targets import combine_log_probs
 from asr_kd.train.chunks import ChunkSet
-from asr_kd.train.distill import DistillConfig, combine_log_probs, kd_loss, zero_mean_logits
+from asr_kd.train.distill import DistillConfig, kd_loss, zero_mean_logits
+from asr_kd.train.members import LoopMembers, StackedMLP, make_members
 from asr_kd.utils.io import atomic_path
+from asr_kd.utils.progress import progress
+from asr_kd.utils.runtime import RuntimePolicy, runtime_policy
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class TrainConfig:
     # One model spec ({class, args}) for every member, or a list cycled over the members.
     model: dict | list = field(default_factory=lambda: {"class": "mlp", "args": {}})
     members: int = 1
-    stacked: bool | None = None  # None: stacked on a GPU, a loop elsewhere
+    stacked: bool | None = None  # None: as asr_kd.utils.runtime decides for the device
     epochs: int = 10
     batch_size: int = 256  # chunks per step
     chunk_size: int = 16  # frames per chunk
@@ -134,12 +136,13 @@ class MemberAdam:
 class TeacherTargets:
     """Soft targets for a batch, from teachers run on the same window (`online`)."""
 
-    def __init__(self, teachers: LoopMembers | StackedMLP, cfg: DistillConfig):
-        self.teachers, self.cfg = teachers.eval(), cfg
+    def __init__(self, teachers: LoopMembers | StackedMLP, cfg: DistillConfig,
+                 policy: RuntimePolicy):
+        self.teachers, self.cfg, self.policy = teachers.eval(), cfg, policy
 
     @torch.no_grad()
     def __call__(self, x, rows, left: int, chunk: int) -> dict:
-        with _autocast(x.device):
+        with self.policy.train_autocast():
             z = self.teachers.center_logits(x, left, chunk)
         if self.cfg.mode == "mse":
             return {"teacher_logits": zero_mean_logits(z)}
@@ -157,20 +160,16 @@ class CachedTargets:
                 "soft_mass": self.mass[rows]}
 
 
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 @torch.no_grad()
 def evaluate_members(members, data: ChunkSet, batch_size: int) -> tuple[list[float], list[float]]:
-    """Per member: (mean cross-entropy, frame accuracy %) over every frame of `data`."""
+    """Per member: (mean cross-entropy, frame accuracy %) over every frame of `data`, in
+    float32 (scoring never runs under autocast)."""
     members.eval()
     n = len(members)
     loss, correct, count = torch.zeros(n), torch.zeros(n), 0
     for idx in torch.arange(len(data), device=data.feats.device).split(batch_size):
         x, y, _ = data.batch(idx)
-        with _autocast(x.device):
-            logits = members.center_logits(x, data.left, data.chunk_size).float()
+        logits = members.center_logits(x, data.left, data.chunk_size).float()
         mask = y >= 0
         z, t = logits[:, mask], y[mask]
         for k in range(n):
@@ -255,9 +254,9 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
     """
     out_dir = Path(out_dir)
     input_dim = next(iter(feats.values())).shape[1]
-    stacked = cfg.stacked if cfg.stacked is not None else device.type == "cuda"
+    policy = runtime_policy(device, cfg.stacked)
     members = make_members(cfg.member_specs(), cfg.member_seeds(), input_dim, num_pdfs,
-                           stacked).to(device)
+                           policy.stacked).to(device)
     train_utts, valid_utts = split_utts([u for u in feats if u in targets], cfg)
     lc, rc = members.left_context, members.right_context
     if teachers is not None:
@@ -272,7 +271,7 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
         if cfg.distill.source == "topk":
             soft = CachedTargets(*[t.to(device) for t in cache(train.utts)])
         else:
-            soft = TeacherTargets(teachers.to(device), cfg.distill)
+            soft = TeacherTargets(teachers.to(device), cfg.distill, policy)
     n = len(members)
     log.info("training %d member(s) (%s; %s parameters) on %d utterances / %d frames, "
              "validating on %d frames; distill %s", n, type(members).__name__,
@@ -293,9 +292,9 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
         order = torch.cat([torch.randperm(len(train), generator=gen)
                            for _ in range(repeats)]).to(device)
         tot, hits, nfr = torch.zeros(n), torch.zeros(n), 0
-        for idx in tqdm(order.split(cfg.batch_size), desc=f"epoch {epoch}", leave=False):
+        for idx in progress(order.split(cfg.batch_size), f"epoch {epoch}", unit="steps"):
             x, y, rows = train.batch(idx)
-            with _autocast(x.device):
+            with policy.train_autocast():
                 logits = members.center_logits(x, train.left, train.chunk_size)
             extra = soft(x, rows, train.left, train.chunk_size) if soft else {}
             losses = torch.stack([kd_loss(logits[k], y, cfg.distill, **extra) for k in range(n)])

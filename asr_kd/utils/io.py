@@ -43,6 +43,14 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def save_torch(path: str | os.PathLike, obj) -> None:
+    """torch.save `obj` to `path` atomically (checkpoints, models)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
 def is_done(out_dir: str | os.PathLike, name: str = "done") -> bool:
     """True if the stage that writes `out_dir` finished (its `.<name>` marker exists)."""
     return (Path(out_dir) / f".{name}").exists()

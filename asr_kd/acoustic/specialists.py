@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import torch
 
-from asr_kd.models.acoustic import DnnAcousticModel, _save
+from asr_kd.acoustic.base import AcousticModel
+from asr_kd.acoustic.dnn import DnnAcousticModel
+from asr_kd.utils.io import save_torch
 
 
-def _views(spec_logp: list[torch.Tensor], members: torch.Tensor, active: torch.Tensor):
+def _views(spec_logp: list[torch.Tensor], cluster_mask: torch.Tensor, active: torch.Tensor):
     """Per specialist active somewhere: (its frames, their log-probs, its cluster mask)."""
     out = []
     for m, lp in enumerate(spec_logp):
         rows = active[:, m].nonzero().squeeze(1)
         if len(rows):
-            out.append((rows, lp[rows], members[m]))
+            out.append((rows, lp[rows], cluster_mask[m]))
     return out
 
 
@@ -44,15 +46,15 @@ def _objective(z: torch.Tensor, logp_g: torch.Tensor, views) -> torch.Tensor:
     return obj
 
 
-def _kl_views(z: torch.Tensor, logp_g: torch.Tensor, spec_logp: list[torch.Tensor],
-              members: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-    """The objective per frame for logits z [N, P]; members [M, P] bool (pdf in cluster m),
-    spec_logp[m] [N, |S_m| + 1] (dustbin last), active [N, M] bool."""
-    return _objective(z, logp_g, _views(spec_logp, members, active))
+def kl_objective(z: torch.Tensor, logp_g: torch.Tensor, spec_logp: list[torch.Tensor],
+                 cluster_mask: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """The objective per frame for logits z [N, P]; cluster_mask [M, P] bool (pdf in cluster
+    m), spec_logp[m] [N, |S_m| + 1] (dustbin last), active [N, M] bool."""
+    return _objective(z, logp_g, _views(spec_logp, cluster_mask, active))
 
 
 def combine_specialists(logp_g: torch.Tensor, spec_logp: list[torch.Tensor],
-                        members: torch.Tensor, active: torch.Tensor, steps: int = 50,
+                        cluster_mask: torch.Tensor, active: torch.Tensor, steps: int = 50,
                         step_size: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(log q [N, P], objective per frame [N]) minimising the KL sum above, from q = p_g.
 
@@ -65,7 +67,8 @@ def combine_specialists(logp_g: torch.Tensor, spec_logp: list[torch.Tensor],
     if not bool(frames.any()):
         return torch.log_softmax(z, -1), torch.zeros(len(z), dtype=dtype, device=z.device)
     zf, lg = z[frames], z[frames].clone()
-    views = _views([lp[frames].to(dtype) for lp in spec_logp], members, active[frames])
+    views = _views([lp[frames].to(dtype) for lp in spec_logp], cluster_mask,
+                   active[frames])
     rate = torch.full((len(zf), 1), step_size, dtype=dtype, device=z.device)
     with torch.enable_grad():
         for _ in range(steps):
@@ -85,7 +88,7 @@ def combine_specialists(logp_g: torch.Tensor, spec_logp: list[torch.Tensor],
     return torch.log_softmax(z, -1), obj
 
 
-class SpecialistAcousticModel:
+class SpecialistAcousticModel(AcousticModel):
     """The generalist plus specialists, decoded with the combined distribution.
 
     clusters[m]: the pdfs specialist m predicts (its outputs 0..|S_m|-1, the dustbin last);
@@ -116,8 +119,7 @@ class SpecialistAcousticModel:
     def active(self, logp_g: torch.Tensor) -> torch.Tensor:
         """[N, M] bool: specialist m's cluster holds one of the generalist's top_n pdfs."""
         top = logp_g.topk(self.top_n, dim=-1).indices  # [N, n]
-        members = self.cluster_mask.to(logp_g.device)
-        return members[:, top].any(-1).T
+        return self.cluster_mask.to(logp_g.device)[:, top].any(-1).T
 
     def specialist_log_probs(self, feats: list[torch.Tensor]) -> list[list[torch.Tensor]]:
         """Per specialist, per utterance: [T_i, |S_m| + 1] log-probabilities, the training's
@@ -144,11 +146,8 @@ class SpecialistAcousticModel:
         """The combined distribution, at `temperature` for soft targets (softmax(log q / T))."""
         return [torch.log_softmax(lq / temperature, -1) for lq, _, _ in self.combine(feats)]
 
-    def scores(self, feats: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(lp - self.log_prior.to(lp.device), lp) for lp in self.log_posteriors(feats)]
-
     def save(self, path, input_dim: int) -> None:
-        _save(path, {"kind": "specialists", "generalist": self.generalist.to_dict(input_dim),
+        save_torch(path, {"kind": "specialists", "generalist": self.generalist.to_dict(input_dim),
                      "specialists": [s.to_dict(input_dim) for s in self.specialists],
                      "clusters": self.clusters, "dustbin_offsets": self.dustbin_offsets,
                      "top_n": self.top_n, "steps": self.steps})

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from asr_kd.models.layers import pad_edges
-from asr_kd.models.registry import register
+from asr_kd.nets.layers import pad_edges
+from asr_kd.nets.registry import register
 
 # (kernel, dilation) per layer: Kaldi's {-2..2}, {-1,0,1}, {-1,0,1}, {-3,0,3}, {-3,0,3}.
 DEFAULT_LAYERS = [[5, 1], [3, 1], [3, 1], [3, 3], [3, 3]]

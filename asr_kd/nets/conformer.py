@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from asr_kd.models.layers import full_lengths
-from asr_kd.models.registry import register
+from asr_kd.nets.layers import full_lengths
+from asr_kd.nets.registry import register
 
 
 class FeedForward(nn.Sequential):

@@ -16,8 +16,8 @@ import copy
 import torch
 from torch import nn
 
-from asr_kd.models.mlp import SplicedMLP, splice
-from asr_kd.models.registry import build_model
+from asr_kd.nets.mlp import SplicedMLP, splice
+from asr_kd.nets.registry import build_model
 
 
 def crop_center(model: nn.Module, x: torch.Tensor, left: int, chunk: int) -> torch.Tensor:

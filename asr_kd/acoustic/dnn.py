@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr_kd.hmm.model import GmmHmm
-from asr_kd.models.registry import build_model
-from asr_kd.utils.io import atomic_path
+from asr_kd.acoustic.base import AcousticModel
+from asr_kd.acoustic.soft_targets import combine_log_probs
+from asr_kd.nets import build_model
+from asr_kd.utils.io import save_torch
+from asr_kd.utils.runtime import SCORE_DTYPE
 
 UNSEEN_LOG_PRIOR = 1e4  # with acoustic scale 0.1, a cost of 1000 per frame
 
@@ -27,11 +29,6 @@ def pad_replicate(seqs: list[torch.Tensor]) -> torch.Tensor:
     right context at the end of a short utterance sees what it would see alone."""
     t_max = max(s.shape[0] for s in seqs)
     return torch.stack([torch.cat([s, s[-1:].expand(t_max - s.shape[0], -1)]) for s in seqs])
-
-
-def _save(path, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def _sdpa_cpu_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
@@ -84,7 +81,7 @@ def read_priors(path) -> np.ndarray:
     return np.array([float(x) for x in text.split()], dtype=np.float64)
 
 
-class DnnAcousticModel:
+class DnnAcousticModel(AcousticModel):
     def __init__(self, net: torch.nn.Module, spec: dict, pdf_counts: np.ndarray):
         self.net, self.spec = net.eval(), spec
         prior = pdf_counts / pdf_counts.sum()
@@ -101,20 +98,17 @@ class DnnAcousticModel:
 
     @torch.no_grad()
     def logits(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Utterances [T_i, F] -> padded logits [B, T_max, P] (float32)."""
+        """Utterances [T_i, F] -> padded logits [B, T_max, P], in float32 on every device
+        (asr_kd.utils.runtime: scoring never runs under autocast)."""
         dev = next(self.net.parameters()).device
-        x = pad_replicate([f.to(dev) for f in feats])
+        x = pad_replicate([f.to(dev, SCORE_DTYPE) for f in feats])
         lengths = torch.tensor([f.shape[0] for f in feats], device=dev)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            return self.net(x, lengths).float()
+        return self.net(x, lengths).to(SCORE_DTYPE)
 
-    def log_posteriors(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        logp = torch.log_softmax(self.logits(feats), dim=-1)
+    def log_posteriors(self, feats: list[torch.Tensor],
+                       temperature: float = 1.0) -> list[torch.Tensor]:
+        logp = torch.log_softmax(self.logits(feats) / temperature, dim=-1)
         return [logp[i, : f.shape[0]] for i, f in enumerate(feats)]
-
-    def scores(self, feats: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per utterance (log-likelihoods for decoding, log-posteriors for frame accuracy)."""
-        return [(lp - self.log_prior.to(lp.device), lp) for lp in self.log_posteriors(feats)]
 
     def to_dict(self, input_dim: int) -> dict:
         return {"kind": "dnn", "spec": self.spec, "input_dim": input_dim,
@@ -123,7 +117,7 @@ class DnnAcousticModel:
                 "pdf_counts": torch.from_numpy(self.pdf_counts.astype(np.float64))}
 
     def save(self, path, input_dim: int) -> None:
-        _save(path, self.to_dict(input_dim))
+        save_torch(path, self.to_dict(input_dim))
 
     @classmethod
     def from_checkpoint(cls, obj: dict, device) -> DnnAcousticModel:
@@ -132,7 +126,7 @@ class DnnAcousticModel:
         return cls(net.to(device), obj["spec"], obj["pdf_counts"].numpy())
 
 
-class EnsembleAcousticModel:
+class EnsembleAcousticModel(AcousticModel):
     """Members' posteriors averaged (arithmetic mean, or normalised geometric mean), decoded
     like any model; the priors are the members' (all trained on the same alignments)."""
 
@@ -151,56 +145,11 @@ class EnsembleAcousticModel:
         """[E, B, T_max, P], utterances padded as `pad_replicate` does."""
         return torch.stack([m.logits(feats) for m in self.members])
 
-    def log_posteriors(self, feats: list[torch.Tensor], temperature: float = 1.0):
-        from asr_kd.train.distill import combine_log_probs
-
+    def log_posteriors(self, feats: list[torch.Tensor],
+                       temperature: float = 1.0) -> list[torch.Tensor]:
         logp = combine_log_probs(self.member_logits(feats), temperature, self.combine)
         return [logp[i, : f.shape[0]] for i, f in enumerate(feats)]
 
-    def scores(self, feats: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(lp - self.log_prior.to(lp.device), lp) for lp in self.log_posteriors(feats)]
-
     def save(self, path, input_dim: int) -> None:
-        _save(path, {"kind": "ensemble", "combine": self.combine,
+        save_torch(path, {"kind": "ensemble", "combine": self.combine,
                      "members": [m.to_dict(input_dim) for m in self.members]})
-
-
-class GmmAcousticModel:
-    def __init__(self, model: GmmHmm):
-        self.model = model
-
-    @property
-    def num_params(self) -> int:
-        g = self.model.gmm
-        n = int(torch.isfinite(g.log_weights).sum())
-        return n * (2 * g.means.shape[-1] + 1)
-
-    def flops_per_frame(self, input_dim: int) -> int:
-        """Per Gaussian, two length-D dot products (x . mu/var and x^2 . 1/var)."""
-        g = self.model.gmm
-        return int(torch.isfinite(g.log_weights).sum()) * 4 * g.means.shape[-1]
-
-    def scores(self, feats: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        out = []
-        for f in feats:
-            ll = self.model.log_likelihoods(f)
-            out.append((ll, ll))
-        return out
-
-
-def load_acoustic_model(path, device):
-    """final.mdl (GMM-HMM) or final.pt (a DNN, an ensemble, or a generalist with
-    specialists), told apart by the file's own `kind`."""
-    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if obj.get("kind") == "gmm-hmm":
-        return GmmAcousticModel(GmmHmm.from_checkpoint(obj).to(device))
-    if obj.get("kind") == "dnn":
-        return DnnAcousticModel.from_checkpoint(obj, device)
-    if obj.get("kind") == "specialists":
-        from asr_kd.models.specialists import SpecialistAcousticModel
-
-        return SpecialistAcousticModel.from_checkpoint(obj, device)
-    if obj.get("kind") == "ensemble":
-        return EnsembleAcousticModel([DnnAcousticModel.from_checkpoint(m, device)
-                                      for m in obj["members"]], obj["combine"])
-    raise ValueError(f"{path}: not an asr-kd acoustic model (kind={obj.get('kind')!r})")

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from asr_kd.models.layers import full_lengths
-from asr_kd.models.registry import register
+from asr_kd.nets.layers import full_lengths
+from asr_kd.nets.registry import register
 
 
 @register("blstm")

@@ -1,7 +1,7 @@
 """Model registry: built-ins by name, user models by dotted path `pkg.module:Class`.
 
 Every model is constructed as `cls(input_dim=..., num_pdfs=..., **args)` and must follow the
-interface (models/__init__.py); `build_model` checks it on a probe input at start-up, so a model
+interface (nets/__init__.py); `build_model` checks it on a probe input at start-up, so a model
 that breaks it fails before any training, with a message saying what is wrong.
 """
 

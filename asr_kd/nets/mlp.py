@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from asr_kd.models.layers import pad_edges
-from asr_kd.models.registry import register
+from asr_kd.nets.layers import pad_edges
+from asr_kd.nets.registry import register
 
 
 def splice(x: torch.Tensor, left: int, right: int, pad: bool = True) -> torch.Tensor:

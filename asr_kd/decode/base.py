@@ -1,0 +1,75 @@
+"""What every decoder shares: its config, its hypotheses, its interface and the registry.
+
+A decoder is built from an HCLG (input labels pdf id + 1, output labels word ids), a
+`DecodeConfig` and a device, and decodes a batch of utterances at a time:
+`decode_batch(loglikes) -> [Hypothesis or None]`, one per utterance (None: no path survived
+the beam). Decoders register under a name (`register_decoder`); `make_decoder(name, ...)`
+builds one, and the command line offers `decoder_names()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class DecodeConfig:
+    acoustic_scale: float = 0.1
+    beam: float = 13.0
+    max_active: int = 7000
+    min_active: int = 200
+
+
+@dataclass
+class Hypothesis:
+    words: list[int]
+    pdf_alignment: np.ndarray  # [T] pdf id per frame
+    cost: float  # graph + acoustic cost of the best path
+    reached_final: bool
+
+
+class Decoder:
+    """The interface. `from_graph` builds one; `decode_batch` takes per utterance [T_b, P]
+    unscaled log-likelihoods (torch tensors on any device, or numpy arrays)."""
+
+    @classmethod
+    def from_graph(cls, hclg, cfg: DecodeConfig, device: torch.device | str = "cpu") -> Decoder:
+        raise NotImplementedError
+
+    def decode_batch(self, loglikes: list[torch.Tensor | np.ndarray]) -> list[Hypothesis | None]:
+        raise NotImplementedError
+
+
+_DECODERS: dict[str, type[Decoder]] = {}
+
+
+def register_decoder(name: str):
+    def deco(cls: type[Decoder]) -> type[Decoder]:
+        if name in _DECODERS:
+            raise ValueError(f"decoder name '{name}' registered twice")
+        _DECODERS[name] = cls
+        return cls
+
+    return deco
+
+
+def decoder_names() -> list[str]:
+    """The registered decoders, the default first."""
+    return sorted(_DECODERS, key=lambda n: (n != DEFAULT_DECODER, n))
+
+
+def make_decoder(name: str, hclg, cfg: DecodeConfig, device: torch.device | str = "cpu"):
+    if name not in _DECODERS:
+        raise ValueError(f"unknown decoder '{name}' (known: {', '.join(decoder_names())})")
+    return _DECODERS[name].from_graph(hclg, cfg, device)
+
+
+def decode_marker(decoder: str) -> str:
+    """The done-marker of a decode dir names its decoder: switching decoders redoes it."""
+    return f"done_{decoder}"
+
+
+DEFAULT_DECODER = "reference"
