@@ -7,8 +7,9 @@ What is real and what is not:
   become <UNK> = SPN) and an n-gram LM. By default the LM is our Kneser-Ney trigram over the
   LM text in ../shared/corpora (the LibriSpeech hour's transcripts and lm_text/: 1,214
   sentences; 5,713 entries in words.txt): 951,165 states and 2,077,154 arcs (--quick: the first
-  100 sentences). The issue's >= 10M arcs needs a large LM: pass one with --arpa (e.g. OpenSLR
-  11's 3-gram.pruned.1e-7.arpa; kaldilm's arpa2fst skips the n-grams of words cmudict lacks).
+  100 sentences). The target's >= 10M arcs (below) need a large LM: pass one with --arpa (e.g.
+  OpenSLR 11's 3-gram.pruned.1e-7.arpa; kaldilm's arpa2fst skips the n-grams of words cmudict
+  lacks).
   --work-dir keeps the graph for the next run.
 - the acoustic scores are synthetic, shaped like a DNN's: for a real sentence (LibriSpeech
   transcripts) the frames walk the pdfs of its phones' HMM states (2-5 frames per state, optional

@@ -98,8 +98,8 @@ def test_table1(fsdd_run):
         sys.path.remove(str(USER_MODEL))
     net = LightConvNet(user["input_dim"], user["num_pdfs"], **user["spec"]["args"])
     assert systems["teacher_3"]["params"] == sum(p.numel() for p in net.parameters())
-    # student_kd beating student_hard is the issue's goal, not yet a reliable outcome on FSDD
-    # (see the issue note), so it is reported, not asserted.
+    # student_kd beating student_hard is the project's goal, not yet a reliable outcome on FSDD
+    # (docs/results/fsdd.md), so it is reported, not asserted.
     for student in ("student", "student_tdnn"):
         kd, hard = systems[f"{student}_kd"]["frame_acc"], systems[f"{student}_hard"]["frame_acc"]
         assert results["kept_by_student"][student] == pytest.approx(
