@@ -13,6 +13,7 @@ import pytest
 from asr_kd.lang.lang_dir import lexicon_fst_text, prepare_lang
 from asr_kd.score.report import make_report
 from asr_kd.score.wer import apply_score_map, compute_wer, read_score_map
+from asr_kd.utils.runinfo import write_run
 
 
 def test_read_and_apply(tmp_path):
@@ -78,10 +79,11 @@ def test_lexicon_without_optional_silence():
 def test_report_says_what_was_scored(tmp_path):
     exp = tmp_path / "exp"
     detail = {"words": 4, "ins": 0, "dels": 0, "subs": 1, "errors": 1}
-    for name, score_map in (("mono", tmp_path / "exp/graph/score_map.txt"),
-                            ("teacher_1", tmp_path / "exp/graph/score_map.txt")):
+    for name, role, score_map in (("mono", "gmm", tmp_path / "exp/graph/score_map.txt"),
+                                  ("teacher_1", "teacher", tmp_path / "exp/graph/score_map.txt")):
         d = exp / name / "decode_test"
         d.mkdir(parents=True)
+        write_run(exp / name, role)
         (d / "scores.json").write_text(json.dumps({
             "wer": 25.0, "frame_acc": 50.0, "params": 10, "flops_per_frame": 20,
             "hyp": str(d / "hyp.txt"), "wer_detail": detail, "search_rtfx": 100.0,

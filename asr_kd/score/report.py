@@ -1,18 +1,20 @@
 """The results report: every system decoded on a test set, and the distillation experiments.
 
-Reads exp/<system>/decode_<test_set>/scores.json (Table 1), exp/sweep/<run>/ (temperature and
-alpha sweep), exp/share/<run>/ (Table 5: students on a share of the training data),
-exp/specialists/ (stage 13: a generalist with specialists, and its coverage table) and
-exp/seeds/{hard,kd}_s<seed>/ (stage 14: the student pair with other seeds); writes
-exp/RESULTS.md (for people), exp/results.json (for programs; the contract later stages and
-checks read) and plots under exp/plots/.
+Every trained run has a run.json (asr_kd.utils.runinfo) naming its role and settings; the
+report reads those, never folder names. Table 1 is every run directly under exp/ with
+decode_<test_set>/scores.json; `sweep` runs make the temperature and alpha sweep, `share` runs
+Table 5 (students on a share of the training data), `seed` runs the kept-over-seeds table, the
+`specialists` run stage 13's tables. Writes exp/RESULTS.md (for people), exp/results.json (for
+programs; the contract later stages and checks read, with each system's provenance) and plots
+under exp/plots/.
 
 `kept` is the share of the ensemble's frame-accuracy gain over the hard-target student that the
-distilled student keeps: (student_kd - student_hard) / (ensemble - student_hard); the paper's
-is (60.8 - 58.9) / (61.1 - 58.9) = 0.86. `kept_by_student` gives it for every student config
-of stage 7 (student_tdnn_hard / student_tdnn_kd, ...). One pair's `kept` is as noisy as the
-students' seed-to-seed spread against the ensemble's gain; `seeds` gives it per seed, with the
-mean, the sample standard deviation, and `kept` of the mean accuracies.
+distilled student keeps: (S_soft - S_hard) / (ensemble - S_hard) for a `student` group's pair
+of runs (hard targets, distilled); the paper's is (60.8 - 58.9) / (61.1 - 58.9) = 0.86.
+`kept_by_student` gives it for every group (student, student_tdnn, ...); `kept` is the
+recipe's own group, `student`. One pair's `kept` is as noisy as the students' seed-to-seed
+spread against the ensemble's gain; `seeds` gives it per seed, with the mean, the sample
+standard deviation, and `kept` of the mean accuracies.
 """
 
 from __future__ import annotations
@@ -22,48 +24,65 @@ import os
 import statistics
 from pathlib import Path
 
-import yaml
-
 from asr_kd.utils.io import atomic_path, write_json, write_text
+from asr_kd.utils.runinfo import find_runs, provenance
+
+PRIMARY_GROUP = "student"  # the recipe's own student config, conf/student.yaml
 
 
-def _scores(run_dirs, test_set: str) -> dict[str, dict]:
-    out = {}
-    for d in run_dirs:
-        path = d / f"decode_{test_set}" / "scores.json"
-        if path.exists():
-            out[d.name] = json.loads(path.read_text())
+class Run:
+    """One trained run: its directory, run.json and decode scores on the test set."""
+
+    def __init__(self, path: Path, info: dict, scores: dict | None):
+        self.path, self.info, self.scores = path, info, scores
+        self.name = path.name
+        self.role = info["role"]
+        self.settings = info.get("settings", {})
+
+    @property
+    def targets(self) -> str | None:
+        return self.settings.get("targets")
+
+
+def _runs(exp_dir: Path, test_set: str) -> list[Run]:
+    out = []
+    for path, info in find_runs(exp_dir).items():
+        sc = path / f"decode_{test_set}" / "scores.json"
+        out.append(Run(path, info, json.loads(sc.read_text()) if sc.exists() else None))
     return out
 
 
-def _student_pairs(names) -> list[str]:
-    """Student configs with both runs: "student" for student_hard/_kd, "student_tdnn" for
-    student_tdnn_hard/_kd, ...; "student" first."""
-    pairs = {n[:-5] for n in names if n.startswith("student") and n.endswith("_hard")}
-    pairs = [p for p in pairs if f"{p}_kd" in names]
-    return sorted(pairs, key=lambda p: (p != "student", p))
+def _pairs(runs: list[Run], role: str, key) -> dict:
+    """{key(run): {"hard": run, "soft": run}} over the decoded runs of `role`, keeping the keys
+    that have both."""
+    pairs: dict = {}
+    for r in runs:
+        if r.role == role and r.scores is not None and r.targets in ("hard", "soft"):
+            pairs.setdefault(key(r), {})[r.targets] = r
+    return {k: v for k, v in pairs.items() if len(v) == 2}
 
 
-def _system_order(name: str):
-    """The GMMs (mono, tri1) first, then teacher_1..teacher_E by number, ensemble, the students
-    (the recipe's own student first, each as hard then kd), the rest."""
-    if name.startswith("teacher_") and name[8:].isdigit():
-        return (1, int(name[8:]), "")
-    if name.startswith("student") and name.endswith(("_hard", "_kd")):
-        prefix, kind = name.rsplit("_", 1)
-        return (3, prefix != "student", prefix + ("0" if kind == "hard" else "1"))
-    rank = {"mono": 0, "tri1": 0, "ensemble": 2}
-    return (rank.get(name, 5), 0, name)
+def _student_pairs(runs: list[Run]) -> dict[str, dict]:
+    """Stage 7's pairs by group, the recipe's own first."""
+    pairs = _pairs(runs, "student", lambda r: r.info.get("group"))
+    return dict(sorted(pairs.items(), key=lambda kv: (kv[0] != PRIMARY_GROUP, kv[0])))
 
 
-def kept_share(systems: dict, student: str = "student") -> float | None:
-    """(S_kd - S_hard) / (ensemble - S_hard) in frame accuracy, for student config S."""
-    try:
-        kd, hard, ens = (systems[n]["frame_acc"] for n in (f"{student}_kd", f"{student}_hard",
-                                                            "ensemble"))
-    except KeyError:
-        return None
-    return _kept(kd, hard, ens)
+_ROLE_RANK = {"gmm": 0, "teacher": 1, "ensemble": 2, "student": 3, "specialists": 4}
+
+
+def _system_order(run: Run):
+    """The GMMs (monophone first), teachers by member, the ensemble, the students (the
+    recipe's own group first, each as hard then distilled), the rest."""
+    s = run.settings
+    if run.role == "gmm":
+        return (0, s.get("kind") != "mono", run.name)
+    if run.role == "teacher":
+        return (1, s.get("member", 0), run.name)
+    if run.role == "student":
+        group = run.info.get("group") or ""
+        return (3, (group != PRIMARY_GROUP, group, run.targets != "hard"), run.name)
+    return (_ROLE_RANK.get(run.role, 5), 0, run.name)
 
 
 def _kept(kd, hard, ens) -> float | None:
@@ -78,7 +97,7 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-def _table1(systems: dict, kept: dict) -> list[str]:
+def _table1(systems: dict, kept: dict, ensemble: str) -> list[str]:
     lines = ["| system | WER % | errors | frame acc % | params | FLOPs/frame | decode RTFx |",
              "|---|---|---|---|---|---|---|"]
     for n, s in systems.items():
@@ -89,36 +108,36 @@ def _table1(systems: dict, kept: dict) -> list[str]:
                      f"{_fmt(s.get('flops_per_frame'), ',')} | "
                      f"{_fmt(s.get('search_rtfx'), '.0f')} |")
     lines += [""] if kept else []
-    for s, k in kept.items():
+    for soft, hard, k in kept.values():
         if k is not None:
-            lines.append(f"kept = ({s}_kd - {s}_hard) / (ensemble - {s}_hard) in frame "
+            lines.append(f"kept = ({soft} - {hard}) / ({ensemble} - {hard}) in frame "
                          f"accuracy = **{k:.2f}** (paper: 0.86)  ")
     return lines
 
 
 def _run_info(run_dir: Path) -> dict:
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     hist = json.loads((run_dir / "history.json").read_text())
     train_eval = run_dir / "train_eval.json"
-    return {"cfg": cfg, "history": hist,
+    return {"history": hist,
             "train": json.loads(train_eval.read_text()) if train_eval.exists() else None}
 
 
-def _sweep(exp_dir: Path, test_set: str) -> list[dict]:
-    rows = []
-    for name, s in _scores(sorted((exp_dir / "sweep").glob("*")), test_set).items():
-        cfg = _run_info(exp_dir / "sweep" / name)["cfg"]["distill"]
-        rows.append({"run": name, "temperature": cfg["temperature"], "alpha": cfg["alpha"],
-                     "frame_acc": s["frame_acc"], "wer": s["wer"]})
+def _sweep(runs: list[Run]) -> list[dict]:
+    rows = [{"run": r.name, "temperature": r.settings["temperature"],
+             "alpha": r.settings["alpha"], "frame_acc": r.scores["frame_acc"],
+             "wer": r.scores["wer"]}
+            for r in runs if r.role == "sweep" and r.scores is not None]
     return sorted(rows, key=lambda r: (r["alpha"], r["temperature"]))
 
 
-def _share(exp_dir: Path, test_set: str) -> list[dict]:
+def _share(runs: list[Run]) -> list[dict]:
     rows = []
-    for name, s in _scores(sorted((exp_dir / "share").glob("*")), test_set).items():
-        info = _run_info(exp_dir / "share" / name)
-        rows.append({"run": name, "targets": "soft" if info["cfg"]["distill"]["alpha"] > 0
-                     else "hard", "percent": round(100 * info["cfg"]["utt_fraction"], 2),
+    for run in runs:
+        if run.role != "share" or run.scores is None:
+            continue
+        name, s, info = run.name, run.scores, _run_info(run.path)
+        rows.append({"run": name, "targets": run.targets,
+                     "percent": round(100 * run.settings["utt_fraction"], 2),
                      "utts": info["train"]["utts"], "pdfs_seen": info["train"]["pdfs_seen"],
                      "train_frame_acc": info["train"]["frame_acc"],
                      "test_frame_acc": s["frame_acc"], "wer": s["wer"],
@@ -129,24 +148,22 @@ def _share(exp_dir: Path, test_set: str) -> list[dict]:
     return sorted(rows, key=lambda r: (r["percent"], r["targets"]))
 
 
-def _seeds(exp_dir: Path, test_set: str, systems: dict) -> dict | None:
-    """Stage 14's figures: kept for stage 7's student pair and for each exp/seeds pair."""
-    if "ensemble" not in systems or not (exp_dir / "seeds").is_dir():
+def _seeds(runs: list[Run], ens: float | None, primary: dict | None) -> dict | None:
+    """Stage 14's figures: kept for the recipe's own student pair and each `seed` pair."""
+    seed_pairs = _pairs(runs, "seed", lambda r: r.settings["seed"])
+    if ens is None or not seed_pairs:
         return None
-    ens = systems["ensemble"]["frame_acc"]
-    pairs = {}  # seed -> (hard scores, kd scores)
-    if "student_hard" in systems and "student_kd" in systems:
-        seed = _run_info(exp_dir / "student_kd")["cfg"]["seed"]
-        pairs[seed] = systems["student_hard"], systems["student_kd"]
-    runs = _scores(sorted((exp_dir / "seeds").glob("*")), test_set)
-    for name in runs:  # kd_s101 beside hard_s101
-        if name.startswith("kd_s") and f"hard_{name[3:]}" in runs:
-            pairs[int(name[4:])] = runs[f"hard_{name[3:]}"], runs[name]
+    pairs = dict(seed_pairs)  # seed -> {"hard": run, "soft": run}
+    if primary is not None:
+        pairs.setdefault(primary["soft"].settings["seed"], primary)
     if len(pairs) < 2:
         return None
-    rows = [{"seed": seed, "hard": h["frame_acc"], "kd": k["frame_acc"], "hard_wer": h["wer"],
-             "kd_wer": k["wer"], "kept": _kept(k["frame_acc"], h["frame_acc"], ens)}
-            for seed, (h, k) in sorted(pairs.items())]
+    rows = []
+    for seed, p in sorted(pairs.items()):
+        h, k = p["hard"].scores, p["soft"].scores
+        rows.append({"seed": seed, "hard": h["frame_acc"], "kd": k["frame_acc"],
+                     "hard_wer": h["wer"], "kd_wer": k["wer"],
+                     "kept": _kept(k["frame_acc"], h["frame_acc"], ens)})
     kept = [r["kept"] for r in rows if r["kept"] is not None]
     mean = round(statistics.fmean(kept), 4) if kept else None
     std = round(statistics.stdev(kept), 4) if len(kept) > 1 else None
@@ -155,10 +172,10 @@ def _seeds(exp_dir: Path, test_set: str, systems: dict) -> dict | None:
     return {"rows": rows, "kept_mean": mean, "kept_std": std, "kept_of_means": _kept(kd, hard, ens)}
 
 
-def _seed_table(seeds: dict, systems: dict) -> list[str]:
+def _seed_table(seeds: dict, ens: float) -> list[str]:
     lines = ["## kept over student seeds", "",
              f"The student pair (hard targets, distilled) with {len(seeds['rows'])} seeds; "
-             f"ensemble {_fmt(systems['ensemble']['frame_acc'], '.2f')} % frame accuracy.", "",
+             f"ensemble {_fmt(ens, '.2f')} % frame accuracy.", "",
              "| seed | student_hard acc % | student_kd acc % | kept | student_hard WER % | "
              "student_kd WER % |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {_fmt(r['hard'], '.2f')} | {_fmt(r['kd'], '.2f')} | "
@@ -169,29 +186,38 @@ def _seed_table(seeds: dict, systems: dict) -> list[str]:
                         f"{_fmt(seeds['kept_of_means'], '.2f')} (paper: 0.86)", ""]
 
 
-def _specialists(exp_dir: Path, test_set: str, systems: dict) -> dict | None:
-    """Stage 13's figures: clusters, the generalist's name, the coverage breakdown."""
-    path = exp_dir / "specialists" / f"decode_{test_set}" / "coverage.json"
-    if not path.exists() or "specialists" not in systems:
+def _specialists(runs: list[Run], test_set: str, primary: dict | None) -> dict | None:
+    """Stage 13's figures: clusters, the generalist, the coverage breakdown, and the systems to
+    show beside them (the generalist, the combination, students distilled from it, the recipe's
+    own student pair)."""
+    spec = next((r for r in runs if r.role == "specialists" and r.scores is not None), None)
+    if spec is None:
         return None
-    cfg = yaml.safe_load((exp_dir / "specialists" / "config.yaml").read_text())
-    clusters = json.loads((exp_dir / "specialists" / "clusters.json").read_text())["clusters"]
-    generalist = json.loads((exp_dir / "specialists" / "generalist.json").read_text())
-    return {"generalist": generalist["system"], "clusters": len(clusters),
-            "cluster_size": cfg["cluster_size"], "top_n": cfg["top_n"],
+    path = spec.path / f"decode_{test_set}" / "coverage.json"
+    if not path.exists():
+        return None
+    clusters = json.loads((spec.path / "clusters.json").read_text())["clusters"]
+    generalist = Path(spec.info["teacher"]).parent.name
+    model = str(spec.path / "final.pt")
+    students = [r.name for r in runs if r.role == "student" and r.info.get("teacher")
+                and Path(r.info["teacher"]) == Path(model)]
+    shown = [generalist, spec.name, *students]
+    if primary is not None:
+        shown += [primary["soft"].name, primary["hard"].name]
+    return {"generalist": generalist, "clusters": len(clusters),
+            "cluster_size": spec.settings["cluster_size"], "top_n": spec.settings["top_n"],
             "pdfs_covered": len({p for c in clusters for p in c}),
-            "coverage": json.loads(path.read_text())["rows"]}
+            "coverage": json.loads(path.read_text())["rows"], "shown": shown}
 
 
 def _specialist_tables(spec: dict, systems: dict) -> list[str]:
-    g = spec["generalist"]
-    names = [n for n in (g, "specialists", "student_spec", "student_kd", "student_hard")
-             if n in systems]
+    names = [n for n in spec["shown"] if n in systems]
     lines = ["## Specialists (paper section 5)", "",
-             f"Generalist `{g}` plus {spec['clusters']} specialists of {spec['cluster_size']} "
-             f"pdfs each ({spec['pdfs_covered']} pdfs covered); a frame's active specialists "
-             f"are those covering one of the generalist's top {spec['top_n']} pdfs. "
-             f"`student_spec` is distilled from the combination.", "",
+             f"Generalist `{spec['generalist']}` plus {spec['clusters']} specialists of "
+             f"{spec['cluster_size']} pdfs each ({spec['pdfs_covered']} pdfs covered); a "
+             f"frame's active specialists are those covering one of the generalist's top "
+             f"{spec['top_n']} pdfs. "
+             "Students distilled from the combination are listed after it.", "",
              "| system | frame acc % | WER % | params |", "|---|---|---|---|"]
     lines += [f"| {n} | {_fmt(systems[n]['frame_acc'], '.2f')} | {systems[n]['wer']:.2f} | "
               f"{systems[n]['params']:,} |" for n in names]
@@ -205,21 +231,42 @@ def _specialist_tables(spec: dict, systems: dict) -> list[str]:
     return lines + [""]
 
 
+def _run_provenance(run: Run) -> dict:
+    p = run.info.get("provenance", {})
+    return {"role": run.role, "settings": run.settings, "group": run.info.get("group"),
+            **{k: p.get(k) for k in ("commit", "dirty", "config_sha256", "device", "threads",
+                                     "seed")}}
+
+
 def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
     exp_dir = Path(exp_dir)
-    systems = _scores(sorted((p for p in exp_dir.glob("*") if p.is_dir()),
-                             key=lambda p: _system_order(p.name)), test_set)
+    runs = _runs(exp_dir, test_set)
+    table1 = sorted((r for r in runs if r.path.parent == exp_dir and r.scores is not None),
+                    key=_system_order)
+    systems = {r.name: r.scores for r in table1}
     if not systems:
-        raise FileNotFoundError(f"{exp_dir}: no */decode_{test_set}/scores.json to report")
-    kept = {s: kept_share(systems, s) for s in _student_pairs(systems)}
+        raise FileNotFoundError(f"{exp_dir}: no run (run.json) with decode_{test_set}/"
+                                f"scores.json to report")
+    ensemble = next((r for r in table1 if r.role == "ensemble"), None)
+    ens = ensemble.scores["frame_acc"] if ensemble else None
+    pairs = _student_pairs(runs)
+    primary = pairs.get(PRIMARY_GROUP)
+    kept = {g: (p["soft"].name, p["hard"].name, _kept(p["soft"].scores["frame_acc"],
+                                                      p["hard"].scores["frame_acc"], ens))
+            for g, p in pairs.items()}
     results = {"corpus": corpus, "test_set": test_set, "systems": {
-        n: {"wer": s["wer"], "frame_acc": s["frame_acc"], "params": s["params"],
-            "flops_per_frame": s.get("flops_per_frame"),
-            "hyp": os.path.relpath(s["hyp"], recipe_dir), "kaldi_line": s["kaldi_line"],
-            "score_map": s.get("score_map") and os.path.relpath(s["score_map"], recipe_dir)}
-        for n, s in systems.items()}, "kept": kept.get("student"), "kept_by_student": kept}
+        r.name: {"wer": s["wer"], "frame_acc": s["frame_acc"], "params": s["params"],
+                 "flops_per_frame": s.get("flops_per_frame"),
+                 "hyp": os.path.relpath(s["hyp"], recipe_dir), "kaldi_line": s["kaldi_line"],
+                 "score_map": s.get("score_map") and os.path.relpath(s["score_map"],
+                                                                     recipe_dir),
+                 "run": _run_provenance(r)}
+        for r, s in ((r, r.scores) for r in table1)},
+        "kept": kept[PRIMARY_GROUP][2] if PRIMARY_GROUP in kept else None,
+        "kept_by_student": {g: k for g, (_, _, k) in kept.items()},
+        "provenance": provenance()}
     lines = [f"# Results: {corpus}, {test_set}", "", "## Table 1: every system", ""]
-    lines += _table1(systems, kept)
+    lines += _table1(systems, kept, ensemble.name if ensemble else "ensemble")
     maps = sorted({s["score_map"] for s in results["systems"].values()} - {None})
     if maps:  # e.g. TIMIT: 48 phones folded to 39, the WER a phone error rate
         lines += ["", f"Scored after mapping the tokens of references and hypotheses with "
@@ -229,7 +276,7 @@ def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
     lines += ["```", ""]
     _plot_systems(exp_dir / "plots" / "results.png", systems, f"{corpus} — {test_set}")
 
-    sweep = _sweep(exp_dir, test_set)
+    sweep = _sweep(runs)
     if sweep:
         results["sweep"] = sweep
         lines += ["## Temperature and alpha sweep (student_kd's model and schedule)", "",
@@ -237,8 +284,10 @@ def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
         lines += [f"| {r['temperature']:g} | {r['alpha']:g} | {_fmt(r['frame_acc'], '.2f')} | "
                   f"{r['wer']:.2f} |" for r in sweep]
         lines.append("")
-        _plot_sweep(exp_dir / "plots" / "temperature.png", sweep, systems)
-    share = _share(exp_dir, test_set)
+        baselines = {"ensemble": ens,
+                     "hard targets": primary["hard"].scores["frame_acc"] if primary else None}
+        _plot_sweep(exp_dir / "plots" / "temperature.png", sweep, baselines)
+    share = _share(runs)
     if share:
         results["share"] = share
         lines += ["## Table 5: students on a share of the training utterances", "",
@@ -250,14 +299,14 @@ def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
         lines.append("")
         _plot_share(exp_dir / "plots" / "share.png", share)
 
-    spec = _specialists(exp_dir, test_set, systems)
+    spec = _specialists(runs, test_set, primary)
     if spec:
         results["specialists"] = spec
         lines += _specialist_tables(spec, systems)
-    seeds = _seeds(exp_dir, test_set, systems)
+    seeds = _seeds(runs, ens, primary)
     if seeds:
         results["seeds"] = seeds
-        lines += _seed_table(seeds, systems)
+        lines += _seed_table(seeds, ens)
 
     table = "\n".join(lines)
     write_json(exp_dir / "results.json", results)
@@ -298,7 +347,7 @@ def _plot_systems(path: Path, systems: dict, title: str) -> None:
     _save(plt, fig, path)
 
 
-def _plot_sweep(path: Path, sweep: list[dict], systems: dict) -> None:
+def _plot_sweep(path: Path, sweep: list[dict], baselines: dict) -> None:
     plt, fig, ax = _figure(1, 5.0)
     for alpha in sorted({r["alpha"] for r in sweep}):
         rows = [r for r in sweep if r["alpha"] == alpha]
@@ -308,10 +357,9 @@ def _plot_sweep(path: Path, sweep: list[dict], systems: dict) -> None:
         else:
             ax.plot(rows[0]["temperature"], rows[0]["frame_acc"], "s",
                     label=f"student, alpha {alpha:g}")
-    for name, style in (("ensemble", "k--"), ("student_hard", "r:")):
-        if name in systems and systems[name]["frame_acc"] is not None:
-            ax.axhline(systems[name]["frame_acc"], linestyle=style[1:], color=style[0],
-                       label=name)
+    for (name, acc), style in zip(baselines.items(), ("k--", "r:")):
+        if acc is not None:
+            ax.axhline(acc, linestyle=style[1:], color=style[0], label=name)
     ax.set_xscale("log")
     ax.set_xlabel("temperature T")
     ax.set_ylabel("test frame accuracy %")

@@ -78,6 +78,7 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
     write_text(out_dir / "wer", wer.kaldi_line() + "\n" + wer.ser_line() + "\n")
     audio_s = frames * 0.01
     scores = {"system": system, "model": str(model_path), "data": str(data_dir),
+              "graph": str(graph_dir),
               "wer": float(f"{wer.wer:.2f}"),  # as Kaldi's %WER line prints it
               "frame_acc": None if acc is None else round(acc, 4),
               "params": model.num_params,

@@ -26,8 +26,9 @@ from asr_kd.train.chunks import ChunkSet
 from asr_kd.train.members import LoopMembers, group_members
 from asr_kd.train.soft_cache import cache_dir_for, load_soft_cache, write_soft_cache
 from asr_kd.train.trainer import TrainConfig, evaluate_members, split_utts, train_members
-from asr_kd.utils.config import save_config
+from asr_kd.utils.config import save_config, to_dict
 from asr_kd.utils.io import clear_done, is_done, mark_done, write_json
+from asr_kd.utils.runinfo import write_run
 from asr_kd.utils.runtime import runtime_policy
 
 log = logging.getLogger(__name__)
@@ -88,15 +89,23 @@ def run_train_teachers(data_dir, ali_dir, exp_root, cfg: TrainConfig, device) ->
     # Soft targets cached from an earlier ensemble would no longer be this one's.
     shutil.rmtree(exp_root / "ensemble" / "soft_targets", ignore_errors=True)
     models, history, input_dim, _ = _train(data_dir, ali_dir, train_dir, cfg, device)
-    for k, m in enumerate(models, 1):
+    where = {"device": device, "config": to_dict(cfg), "data": str(data_dir), "ali": str(ali_dir)}
+    for k, (m, spec, seed) in enumerate(zip(models, cfg.member_specs(), cfg.member_seeds()), 1):
         m.save(exp_root / f"teacher_{k}" / "final.pt", input_dim)
+        write_run(exp_root / f"teacher_{k}", "teacher", {"member": k, "model": spec},
+                  seed=seed, **where)
     EnsembleAcousticModel(models).save(exp_root / "ensemble" / "final.pt", input_dim)
+    write_run(exp_root / "ensemble", "ensemble", {"members": len(models), "combine": "arithmetic"},
+              seed=cfg.seed, **where)
     write_json(train_dir / "history.json", history)
     mark_done(exp_root, "teachers")
 
 
-def run_train_student(data_dir, ali_dir, exp_dir, cfg: TrainConfig, device,
-                      teacher=None) -> None:
+def run_train_student(data_dir, ali_dir, exp_dir, cfg: TrainConfig, device, teacher=None,
+                      role: str = "student", group: str = "student") -> None:
+    """One student. `role` says which experiment it belongs to (student: stage 7's pairs;
+    sweep, share, seed, transfer) and `group` which runs it is compared with: a group's
+    hard-target and distilled runs make a pair (utils/runinfo.py)."""
     exp_dir = Path(exp_dir)
     clear_done(exp_dir)
     if cfg.members != 1:
@@ -105,6 +114,13 @@ def run_train_student(data_dir, ali_dir, exp_dir, cfg: TrainConfig, device,
                                                             device, teacher)
     model.save(exp_dir / "final.pt", input_dim)
     write_json(exp_dir / "history.json", history)
+    d = cfg.distill
+    settings = {"targets": "soft" if d.uses_teachers else "hard", "alpha": d.alpha,
+                "temperature": d.temperature, "mode": d.mode, "source": d.source,
+                "utt_fraction": cfg.utt_fraction, "seed": cfg.seed}
+    write_run(exp_dir, role, settings, device=device, seed=cfg.seed, config=to_dict(cfg),
+              group=group, data=str(data_dir), ali=str(ali_dir),
+              teacher=str(teacher) if d.uses_teachers else None)
     # Frame accuracy on exactly the utterances it trained on (Table 5's "train" column).
     train_utts, _ = split_utts([u for u in feats if u in targets], cfg)
     net = model.net

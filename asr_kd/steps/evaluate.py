@@ -1,14 +1,16 @@
 """`asr-kd evaluate RECIPE_DIR DATA_DIR --system NAME`: score a trained system on any data dir.
 
-The data dir (Kaldi's, e.g. a user's own recordings) is copied to RECIPE_DIR/data/eval_<name>
-(relative audio paths resolved against the current directory), its features are computed with
-the recipe's conf/fbank.yaml and CMVN per speaker of the new data, and the system's model is
-decoded with the recipe's graph (exp/graph_<system> where the system has its own) into
-exp/<system>/decode_eval_<name>.
+The system is the run in RECIPE_DIR/exp/NAME (NAME may be nested, e.g. sweep/T2), and its
+run.json says what it was trained on. The data dir (Kaldi's, e.g. a user's own recordings) is
+copied to RECIPE_DIR/data/eval_<name> (relative audio paths resolved against the current
+directory), its features are computed with the fbank settings of the system's own training
+data (with per-speaker CMVN of the new data), and the model is decoded with the graph and
+decode settings the recipe used for that system's test set, into exp/NAME/decode_eval_<name>.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -18,8 +20,9 @@ from asr_kd.decode import DEFAULT_DECODER, DecodeConfig
 from asr_kd.features import FbankConfig
 from asr_kd.steps.decode import run_decode
 from asr_kd.steps.feats import run_compute_feats
-from asr_kd.utils.config import load_config
+from asr_kd.utils.config import from_dict, load_config
 from asr_kd.utils.io import clear_done, is_done, write_text
+from asr_kd.utils.runinfo import read_run
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +33,26 @@ def _absolute(spec: str) -> str:
     return str(Path(spec).resolve())
 
 
+def _recipe_decode(run_dir: Path) -> dict:
+    """The scores.json of the recipe's own decode of this system (not an earlier evaluate)."""
+    for path in sorted(run_dir.glob("decode_*/scores.json")):
+        if not path.parent.name.startswith("decode_eval_"):
+            return json.loads(path.read_text())
+    raise FileNotFoundError(f"{run_dir}: no decode_<test set>/scores.json; decode the recipe's "
+                            f"test set with this system first (stage 9)")
+
+
 def run_evaluate(recipe_dir, data_dir, system: str, device, allow_pipes: bool = False,
                  force: bool = False, decoder: str = DEFAULT_DECODER) -> dict:
     recipe_dir, src = Path(recipe_dir), Path(data_dir).resolve()
-    model = next((p for p in (recipe_dir / "exp" / system / n for n in ("final.pt", "final.mdl"))
-                  if p.exists()), None)
-    if model is None:
-        raise FileNotFoundError(f"{recipe_dir / 'exp' / system}: no final.pt or final.mdl; is "
+    run_dir = recipe_dir / "exp" / system
+    run = read_run(run_dir)
+    model = next((p for p in (run_dir / n for n in ("final.pt", "final.mdl")) if p.exists()),
+                 None)
+    if run is None or model is None:
+        raise FileNotFoundError(f"{run_dir}: no run.json and final.pt or final.mdl; is "
                                 f"'{system}' a trained system of this recipe?")
+    recipe_decode = _recipe_decode(run_dir)
     name = f"eval_{src.name}"
     dest = recipe_dir / "data" / name
     made_from = dest / "source"  # which data dir the copy was made from
@@ -48,14 +63,9 @@ def run_evaluate(recipe_dir, data_dir, system: str, device, allow_pipes: bool = 
         clear_done(dest, "feats")
         write_text(made_from, f"{src}\n")
     if force or not is_done(dest, "feats"):
-        run_compute_feats(dest, load_config(FbankConfig, recipe_dir / "conf" / "fbank.yaml"),
-                          device, allow_pipes)
-    conf = recipe_dir / "conf" / ("decode_gmm.yaml" if model.suffix == ".mdl"
-                                  else "decode_dnn.yaml")
-    graph = recipe_dir / "exp" / f"graph_{system}"  # a GMM with its own tree (mono below tri1)
-    if not graph.exists():
-        graph = recipe_dir / "exp" / "graph"
-    return run_decode(system, model, graph, dest,
-                      recipe_dir / "exp" / system / f"decode_{name}",
-                      load_config(DecodeConfig, conf if conf.exists() else None), device,
+        fbank = recipe_dir / run["data"] / "fbank.yaml"  # written by the features stage
+        run_compute_feats(dest, load_config(FbankConfig, fbank), device, allow_pipes)
+    return run_decode(system, model, recipe_dir / recipe_decode["graph"], dest,
+                      run_dir / f"decode_{name}",
+                      from_dict(DecodeConfig, recipe_decode["config"]), device,
                       decoder=decoder)

@@ -20,8 +20,9 @@ from asr_kd.hmm.train_mono import (
 from asr_kd.hmm.train_tri import TriConfig, train_tri
 from asr_kd.lang import load_lang
 from asr_kd.steps.common import load_dir_feats, read_int_vectors, write_int_vectors
-from asr_kd.utils.config import save_config
+from asr_kd.utils.config import save_config, to_dict
 from asr_kd.utils.io import clear_done, mark_done
+from asr_kd.utils.runinfo import write_run
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ def run_train_mono(data_dir, lang_dir, exp_dir, cfg: MonoConfig, device) -> None
     save_config(cfg, exp_dir / "config.yaml")
     model = train_mono(lang, as_tensors(feats), d.text, cfg, device, where=f"{data_dir}/text")
     model.save(exp_dir / "final.mdl")
+    write_run(exp_dir, "gmm", {"kind": "mono"}, device=device, config=to_dict(cfg),
+              data=str(data_dir), lang=str(lang_dir))
     mark_done(exp_dir)
 
 
@@ -49,6 +52,8 @@ def run_train_tri(data_dir, lang_dir, ali_dir, exp_dir, cfg: TriConfig, device) 
     model = train_tri(lang, as_tensors(feats), d.text, src, alis, cfg, device,
                       where=f"{data_dir}/text")
     model.save(exp_dir / "final.mdl")
+    write_run(exp_dir, "gmm", {"kind": "tri"}, device=device, config=to_dict(cfg),
+              data=str(data_dir), lang=str(lang_dir), ali=str(ali_dir))
     mark_done(exp_dir)
 
 

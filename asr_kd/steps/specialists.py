@@ -19,9 +19,10 @@ from asr_kd.acoustic import DnnAcousticModel, SpecialistAcousticModel, load_acou
 from asr_kd.features import as_tensors
 from asr_kd.steps.common import load_dir_feats, read_alignments
 from asr_kd.train.specialists import SpecialistConfig, train_specialists
-from asr_kd.utils.config import save_config
+from asr_kd.utils.config import save_config, to_dict
 from asr_kd.utils.io import clear_done, mark_done, write_json
 from asr_kd.utils.progress import progress
+from asr_kd.utils.runinfo import write_run
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ def run_train_specialists(data_dir, ali_dir, generalist_path, exp_dir, cfg: Spec
     write_json(exp_dir / "history.json", history)
     write_json(exp_dir / "generalist.json", {"path": str(generalist_path),
                                              "system": Path(generalist_path).parent.name})
+    write_run(exp_dir, "specialists", {"clusters": len(model.clusters),
+                                       "cluster_size": cfg.cluster_size, "top_n": cfg.top_n},
+              device=device, seed=cfg.seed, config=to_dict(cfg), data=str(data_dir),
+              ali=str(ali_dir), teacher=str(generalist_path))
     mark_done(exp_dir)
 
 
