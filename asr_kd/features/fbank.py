@@ -12,19 +12,11 @@ Per frame t of an utterance with n samples (window w = sr*frame_length_ms/1000 s
 * E[m] = sum_k P[k] W[k, m] with Kaldi's MelBanks W (triangles in mel = 1127 ln(1 + f/700),
   FFT bin k at frequency k*sr/N, the Nyquist bin never used);  out = log(max(E, FLT_EPSILON)).
 
-Agreement with kaldi-native-fbank 1.23 (dither 0, 40 bins), max |ours - knf| over all bins:
-  yesno 8 kHz, all 60 files:          2.2e-5 (snip_edges=False: 2.0e-5)
-  AN4 16 kHz, an4_clstk/fash (9):     6.6e-5 (snip_edges=False: 8.9e-5)
-  AN4 16 kHz, all 1078 files:         5.0e-4 (snip_edges=False: 5.4e-4)
-Where the error comes from: (1) Kaldi/knf build the mel weights in float32; an FFT bin next
-to a triangle edge gets a small weight (~0.005) whose rounding (~5e-6) is a ~1e-3 relative
-error of the band energy when that bin holds a strong tone. We reproduce the float32
-construction (weights agree with knf to 1 ulp); with (2) this took yesno from 3.1e-4 to 2e-5.
-(2) A loud frame can carry ~1e9x more energy than its lowest mel band (AN4: low-frequency
-band of a loud vowel); a float32 FFT's rounding, relative to the whole frame, then moves that
-band's log by up to ~5e-4. We do the FFT and mel projection in float64 (framing stays float32),
-so what remains at 16 kHz is knf's own float32 FFT error: against a float64 numpy reference
-ours is within ~1e-5 on such frames. No real frame comes near the log floor.
+To stay close to Kaldi (kaldi-native-fbank is the tests' reference), the mel weights are built
+in float32 as Kaldi builds them, and the FFT and mel projection run in float64 (framing stays
+float32): a loud frame can hold far more energy than its lowest band, and a float32 FFT's
+rounding would move that band's log. The measured agreement and the analysis behind these two
+choices: docs/features.md.
 """
 
 from __future__ import annotations

@@ -6,8 +6,7 @@ softmax(mean_e z_e / T). They come from the teachers on the fly, or from a top-k
 once (`asr_kd.train.soft_cache`): (ids, probabilities) per frame, renormalised over the k kept,
 plus the mass the k held. With that mass the loss compares the two distributions over k + 1
 bins (the k ids and "the rest"), so a flat, high-temperature target is not squeezed into its top
-k, which teaches the student to starve every other pdf (seen on FSDD: at T = 10 and k = 20 of 62
-pdfs, 70.9% test frame accuracy from the renormalised top-k, 75.5% from the full targets).
+k, which teaches the student to starve every other pdf (docs/results/fsdd.md measures it).
 
 Loss per frame: alpha * T^2 * KL(p_T || q_T) + (1 - alpha) * CE(hard), where the T^2 keeps the
 soft term's gradient, which scales as 1/T^2, comparable across temperatures. `mode: mse` is the

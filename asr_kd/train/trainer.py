@@ -202,7 +202,7 @@ def _epoch_of(checkpoint: Path) -> int:
 def save_checkpoint(path: Path, members, opt: MemberAdam, epoch, best, history, gen, device):
     """Write epoch `epoch`'s checkpoint as `path` (out_dir/epoch-N.pt), then delete the older
     ones that are no member's best epoch: what remains is all a resumed run and `best_models`
-    read (30 AN4 specialists' 12 epochs would otherwise keep 3.2 GB)."""
+    read (a run of many members and epochs would otherwise fill the disk)."""
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save({"members": members.state_dict(), "optimizer": opt.state_dict(),
