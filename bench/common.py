@@ -30,6 +30,7 @@ from asr_kd.train.distill import DistillConfig, kd_loss  # noqa: E402
 from asr_kd.train.members import make_members  # noqa: E402
 from asr_kd.train.trainer import MemberAdam  # noqa: E402
 from asr_kd.utils.io import write_lines  # noqa: E402
+from asr_kd.utils.runtime import runtime_policy  # noqa: E402
 from local.fsdd import read_cmudict  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from NVIDIA's data sheets. The first
@@ -256,11 +257,6 @@ def make_lang(texts: dict[str, list[str]], out: Path, arpa: str | None = None):
 # ------------------------------------------------------------------ training
 
 
-def autocast(device: torch.device):
-    """As train_members: bf16 autocast on a GPU, full precision elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 def synthetic_chunks(frames: int, spec: dict, num_pdfs: int, chunk_size: int,
                      device: torch.device, seed: int = 0) -> ChunkSet:
     """A ChunkSet on `device` over random features and targets: utterances of 2-15 s whose
@@ -301,7 +297,7 @@ def training_step(members, data: ChunkSet, batch_size: int, distill: DistillConf
 
     def step():
         x, y, rows = data.batch(next(batches))
-        with autocast(x.device):
+        with runtime_policy(x.device).train_autocast():
             logits = members.center_logits(x, data.left, data.chunk_size)
         extra = soft(x, rows, data.left, data.chunk_size) if soft is not None else {}
         losses = torch.stack([kd_loss(logits[k], y, distill, **extra) for k in range(n)])

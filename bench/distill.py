@@ -35,6 +35,7 @@ from common import (
 
 from asr_kd.train.distill import DistillConfig
 from asr_kd.train.trainer import CachedTargets, TeacherTargets
+from asr_kd.utils.runtime import runtime_policy
 
 
 def add_args(p):
@@ -78,7 +79,7 @@ def main():
         reset_memory(device)
         soft = None
         if source == "online":
-            soft = TeacherTargets(teachers, cfg)
+            soft = TeacherTargets(teachers, cfg, runtime_policy(device))
         elif source == "topk":
             soft = random_cache(len(data.targets), num_pdfs, args.top_k, device)
         student = new_members(spec, num_pdfs, 1, False, device)
