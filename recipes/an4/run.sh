@@ -15,18 +15,14 @@
 { # parsed whole before it runs: editing this file mid-run cannot change the run
 set -euo pipefail
 
-stage=0
+. ../common/defaults.sh   # the shared options: --stage, --device, --conf-dir, --gmm, ...
 stop_stage=14
-device=auto
 corpus_dir=     # a local copy (etc/ and wav/); empty: ../shared/corpora/an4, else download
 download=false  # true (--download): fetch CMU's archive into corpus/an4 even where the shared
                 # copy is present (once: a complete corpus/an4 is used as it is)
 url=            # the archive to fetch; empty: CMU's an4_sphere.tar.gz (local/an4.py's AN4_URL)
 sha256=         # pins the archive (CMU publishes no sha256; stage 0 logs the one it fetched)
 lm_order=3      # Kneser-Ney n-gram on the training transcripts
-conf_dir=conf
-. ../common/defaults.sh   # --temperatures, --alphas, --shares, --students, --allow-pipes,
-                         # --decoder, --gmm
 . ../common/options.sh "$@"
 
 corpus=an4

@@ -1,5 +1,10 @@
-# The option defaults the distillation recipes share (stages 3-12 of common/stages.sh). Source it
-# in run.sh before common/options.sh, so that `--temperatures "1 10"` and the like are options.
+# The option defaults every recipe shares, the only place they are set: stages 0-14 of run.sh and
+# common/stages.sh. Source it in run.sh first, then set what differs for the corpus (stop_stage,
+# corpus options, yesno's gmm=mono), then source common/options.sh, so that every one of them is
+# an option (`--temperatures "1 10"`, `--conf-dir conf_ci`).
+stage=0                   # --stage: the first stage to run (--stop-stage, the last: run.sh)
+device=auto               # --device of every stage: auto, cpu, cuda, cuda:N
+conf_dir=conf             # an overlay of conf/ (conf_ci, conf_paper; see common/stages.sh)
 temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
 alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
 shares=3                  # stage 12: percent of the training utterances for Table 5
@@ -8,3 +13,4 @@ seeds="101 102"           # stage 14: more seeds of stage 7's student pair, for 
 allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
 decoder=reference         # stages 9, 11-14: reference (kaldi-decoder, CPU) or torch (--device)
 gmm=tri1                  # stages 4-5: the DNN targets' GMM, tri1 (tied triphones) or mono
+sil_prob=0.5              # stage 2: optional silence between words in L

@@ -18,6 +18,7 @@
 #   conf_dir          an overlay of conf/: a file there replaces conf/'s (e.g. conf_ci, conf_paper)
 #   sil_prob          optional silence between words in L (default 0.5; 0 where silence is a
 #                     word of the transcripts, as TIMIT's sil)
+# Their defaults are in recipes/common/defaults.sh.
 # Stage 13 (specialists, paper section 5) needs conf/specialists.yaml; teacher_1 is the
 # generalist.
 # and the functions log, run (recipes/common/options.sh).
@@ -25,11 +26,6 @@
 # conf NAME: the config file to use, from the overlay when it has one.
 conf() { if [ -f "$conf_dir/$1" ]; then echo "$conf_dir/$1"; else echo "conf/$1"; fi; }
 
-students=${students:-student}
-allow_pipes=${allow_pipes:-false}
-decoder=${decoder:-reference}
-gmm=${gmm:-tri1}
-sil_prob=${sil_prob:-0.5}
 asr="python -m asr_kd"
 dev="--device $device"
 ali=exp/${gmm}_ali_$train

@@ -11,14 +11,10 @@
 { # parsed whole before it runs: editing this file mid-run cannot change the run
 set -euo pipefail
 
-stage=0
+. ../common/defaults.sh   # the shared options: --stage, --device, --conf-dir, --gmm, ...
 stop_stage=14
-device=auto
 corpus_dir=     # a local copy (recordings/); empty: ../shared/corpora/fsdd, else download
 split=takes     # takes: takes 0-4 of every digit and speaker are the test set; speaker: theo
-conf_dir=conf
-. ../common/defaults.sh   # --temperatures, --alphas, --shares, --students, --allow-pipes,
-                         # --decoder, --gmm
 . ../common/options.sh "$@"
 
 corpus=fsdd

@@ -12,9 +12,8 @@
 { # parsed whole before it runs: editing this file mid-run cannot change the run
 set -euo pipefail
 
-stage=0
+. ../common/defaults.sh   # the shared options: --stage, --device, --conf-dir, --gmm, ...
 stop_stage=12
-device=auto
 train_parts=train-clean-100   # joined into data/train, e.g. "train-clean-100 train-clean-360"
 test_part=test-clean          # data/test_clean
 lm=3-gram.pruned.3e-7.arpa.gz # OpenSLR 11: Kaldi's tgsmall (tgmed: 3-gram.pruned.1e-7.arpa.gz)
@@ -22,9 +21,6 @@ corpus_dir=     # a local copy holding the parts (LibriSpeech/); empty: download
 lm_dir=         # a local copy of the OpenSLR 11 files; empty: download to corpus/lm
 base_url=https://www.openslr.org/resources   # OpenSLR or a mirror (BASE/12/<part>.tar.gz)
 checksums=      # sha256sum-format file pinning files OpenSLR publishes no sha256 for (res. 11)
-conf_dir=conf
-. ../common/defaults.sh   # --temperatures, --alphas, --shares, --students, --allow-pipes,
-                         # --decoder, --gmm
 . ../common/options.sh "$@"
 
 corpus=librispeech

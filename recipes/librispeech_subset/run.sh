@@ -10,15 +10,11 @@
 { # parsed whole before it runs: editing this file mid-run cannot change the run
 set -euo pipefail
 
-stage=0
+. ../common/defaults.sh   # the shared options: --stage, --device, --conf-dir, --gmm, ...
 stop_stage=12
-device=auto
 corpus_dir=     # a local copy (train-clean-5/, SPEAKERS.TXT, lm_text/); empty: the shared one
 lm_order=3
 lm_text=train+other
-conf_dir=conf
-. ../common/defaults.sh   # --temperatures, --alphas, --shares, --students, --allow-pipes,
-                         # --decoder, --gmm
 . ../common/options.sh "$@"
 
 corpus=librispeech_subset

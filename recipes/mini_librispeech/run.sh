@@ -12,17 +12,13 @@
 { # parsed whole before it runs: editing this file mid-run cannot change the run
 set -euo pipefail
 
-stage=0
+. ../common/defaults.sh   # the shared options: --stage, --device, --conf-dir, --gmm, ...
 stop_stage=12
-device=auto
 corpus_dir=     # a local copy holding train-clean-5/ and dev-clean-2/; empty: download to corpus/
 base_url=https://www.openslr.org/resources   # OpenSLR or a mirror (BASE/31/<part>.tar.gz)
 checksums=      # sha256sum-format file pinning the archives (OpenSLR 31 publishes no sha256)
 lm_order=3      # Kneser-Ney n-gram on the training transcripts ...
 arpa=           # ... unless an ARPA LM is given here
-conf_dir=conf
-. ../common/defaults.sh   # --temperatures, --alphas, --shares, --students, --allow-pipes,
-                         # --decoder, --gmm
 . ../common/options.sh "$@"
 
 corpus=mini_librispeech

@@ -15,17 +15,13 @@
 { # parsed whole before it runs: editing this file mid-run cannot change the run
 set -euo pipefail
 
-stage=0
+. ../common/defaults.sh   # the shared options: --stage, --device, --conf-dir, --gmm, ...
 stop_stage=12
-device=auto
 corpus_dir=     # your copy: the directory holding TRAIN/ and TEST/, or one or two levels above
 url=            # or an archive (tar or zip) of it on your own mirror, fetched to corpus/TIMIT
 sha256=         # the archive's sha256 (without it the download is logged with its sha256)
 lm_order=2      # phone n-gram (Kneser-Ney) on the training transcripts; Kaldi's is a bigram
 sil_prob=0.0    # stage 2: no optional silence in L, sil is a word (Kaldi's --sil-prob 0.0)
-conf_dir=conf
-. ../common/defaults.sh   # --temperatures, --alphas, --shares, --students, --allow-pipes,
-                         # --decoder, --gmm
 . ../common/options.sh "$@"
 
 corpus=timit
