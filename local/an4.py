@@ -9,31 +9,28 @@ its SOURCE.md) or NIST SPHERE `.sph` (CMU's an4_sphere.tar.gz: `an4/{etc,wav}/`,
 which libsndfile reads as it is).
 
 `download` uses `--corpus-dir`, else the shared copy (unless `--no-shared`), else an earlier
-download (`DEST/an4`), else fetches CMU's archive (`--url`) into DEST and unpacks it there; the
-archive is deleted once unpacked, and a failure leaves nothing behind. CMU publishes no sha256:
+download (`DEST/an4`, unless `--force`), else fetches CMU's archive (`--url`) into DEST and unpacks
+it there; the archive is deleted once unpacked, and a failure leaves nothing behind (nor touches
+an earlier download). CMU publishes no sha256:
 an unpinned archive's sha256 is logged, and `--sha256` pins it.
 
-Usage (from a recipe dir):
-    python ../../local/an4.py download --dest corpus [--no-shared]   # prints the corpus dir
-    python ../../local/an4.py prepare --corpus-dir DIR --data-dir data [--lm-order 3]
+Usage (from the repository root; run.sh: `local_py an4 ...`, see local/cli.py):
+    python -m local.an4 download --dest corpus [--no-shared]   # prints the corpus dir
+    python -m local.an4 prepare --corpus-dir DIR --data-dir data [--lm-order 3]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import sys
+import shutil
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run by path: local/ (and asr_kd without `pip install -e .`)
-    sys.path.insert(0, str(REPO))
-
-from asr_kd.data import load_data_dir, write_data_dir  # noqa: E402
-from asr_kd.lang.ngram import train_kneser_ney  # noqa: E402
-from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text  # noqa: E402
-from local.common import unpacked  # noqa: E402
+from asr_kd.data import load_data_dir, write_data_dir
+from asr_kd.lang.ngram import train_kneser_ney
+from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text
+from local.cli import Corpus
+from local.common import logger, unpacked
 
 SHARED_CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "an4"
 AN4_URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"  # 64 MB, as Kaldi's
@@ -42,9 +39,7 @@ SPLITS = {"train": "an4_train", "test": "an4_test"}
 AUDIO = (".wav", ".sph")  # the shared copy's WAV, CMU's NIST SPHERE
 _LINE = re.compile(r"^(.*)\((\S+)\)\s*$")  # "WORDS (utt-id)"
 
-
-def _log(msg: str) -> None:
-    print(f"an4: {msg}", file=sys.stderr)
+_log = logger("an4")
 
 
 def _is_corpus(d: Path) -> bool:
@@ -52,10 +47,10 @@ def _is_corpus(d: Path) -> bool:
 
 
 def download_an4(target_dir, corpus_dir=None, url: str = AN4_URL, sha256: str | None = None,
-                 shared: bool = True, progress: bool = True) -> Path:
+                 shared: bool = True, force: bool = False, progress: bool = True) -> Path:
     """Return a directory holding AN4's `etc/` and `wav/`: `corpus_dir`, the shared copy (when
-    `shared`), an earlier download in `target_dir/an4`, or CMU's archive from `url` unpacked
-    there (verified against `sha256` when given, its sha256 logged otherwise)."""
+    `shared`), an earlier download in `target_dir/an4` (unless `force`), or CMU's archive from
+    `url` unpacked there (verified against `sha256` when given, its sha256 logged otherwise)."""
     found = None
     if corpus_dir is not None:
         if not _is_corpus(Path(corpus_dir)):
@@ -68,7 +63,7 @@ def download_an4(target_dir, corpus_dir=None, url: str = AN4_URL, sha256: str | 
         _log(f"using existing corpus at {found.resolve()} (not copied)")
         return found.resolve()
     corpus = Path(target_dir) / "an4"
-    if _is_corpus(corpus):
+    if _is_corpus(corpus) and not force:
         _log(f"{corpus} already complete; skipping download")
         return corpus.resolve()
     archive = Path(target_dir) / (Path(url.split("?")[0]).name or "an4.tar.gz")
@@ -76,6 +71,8 @@ def download_an4(target_dir, corpus_dir=None, url: str = AN4_URL, sha256: str | 
         if not _is_corpus(unpack / "an4"):
             raise ValueError(f"{archive}: no an4/etc/an4_train.fileids and an4/wav/ in the "
                              f"archive")
+        if corpus.exists():  # --force: the earlier download goes once the new one is here
+            shutil.rmtree(corpus)
         os.replace(unpack / "an4", corpus)  # whole, or not at all
     n = sum(1 for f in (corpus / "wav").rglob("*") if f.suffix in AUDIO)
     _log(f"unpacked {n} audio files into {corpus}")
@@ -183,38 +180,18 @@ def prepare_an4(corpus_dir, output_dir, lm_order: int = 3, force: bool = False):
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    dl = sub.add_parser("download", help="find or download the corpus; prints its directory")
-    dl.add_argument("--corpus-dir", type=Path, default=None,
-                    help=f"existing copy to use (default: {SHARED_CORPUS_DIR} if present)")
-    dl.add_argument("--dest", type=Path, default=Path("corpus"),
-                    help="where to download to (the corpus is DEST/an4)")
-    dl.add_argument("--no-shared", action="store_true",
-                    help="download (into DEST) even where the shared copy is present")
-    dl.add_argument("--url", default=AN4_URL, help="CMU's NIST SPHERE archive, or a mirror")
-    dl.add_argument("--sha256", default=None,
-                    help="expected sha256 of the archive (CMU publishes none: without it the "
-                         "archive's sha256 is logged)")
-    dl.add_argument("--no-progress", action="store_true")
-    pr = sub.add_parser("prepare", help="write Kaldi data dirs, dictionary and LM")
-    pr.add_argument("--corpus-dir", type=Path, required=True, help="directory with etc/ and wav/")
-    pr.add_argument("--data-dir", type=Path, default=Path("data"))
-    pr.add_argument("--lm-order", type=int, default=3, help="order of the Kneser-Ney LM")
-    pr.add_argument("--force", action="store_true", help="redo even if .done markers exist")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "download":
-            print(download_an4(args.dest, args.corpus_dir, args.url, args.sha256,
-                               not args.no_shared, not args.no_progress))  # stdout: the path
-        else:
-            prepare_an4(args.corpus_dir, args.data_dir, lm_order=args.lm_order, force=args.force)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+def _download_args(p) -> None:
+    p.add_argument("--no-shared", dest="shared", action="store_false",
+                   help="download (into DEST) even where the shared copy is present")
 
+
+def _prepare_args(p) -> None:
+    p.add_argument("--lm-order", type=int, default=3, help="order of the Kneser-Ney LM")
+
+
+CLI = Corpus("an4", __doc__, download_an4, prepare_an4, holds="etc/ and wav/", url=AN4_URL,
+             download_args=_download_args, prepare_args=_prepare_args)
+main = CLI.main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    CLI.run()

@@ -1,8 +1,9 @@
-"""What the local/<corpus>.py scripts share."""
+"""What the corpus modules of `local` share: their log, fetching and unpacking archives."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -11,6 +12,15 @@ from pathlib import Path
 
 from asr_kd.utils.archive import download, safe_extract, sha256sum
 from asr_kd.utils.io import atomic_path
+
+
+def logger(corpus: str) -> Callable[[str], None]:
+    """`log(msg)`: `corpus: msg` on stderr (stdout carries only what a command prints)."""
+
+    def log(msg: str) -> None:
+        print(f"{corpus}: {msg}", file=sys.stderr)
+
+    return log
 
 
 def fetch(url: str, dest, sha256: str | None, log: Callable[[str], None], why: str,

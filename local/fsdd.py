@@ -5,27 +5,22 @@ of each digit per speaker (the shared copy has 4 speakers, 2000 files). The usua
 takes 0-4 of every digit and speaker as test; `--split speaker` holds out one whole speaker.
 The lexicon comes from CMUdict without stress marks; the grammar accepts exactly one digit.
 
-Usage (from a recipe dir):
-    python ../../local/fsdd.py download --dest corpus          # prints the corpus dir to use
-    python ../../local/fsdd.py prepare --corpus-dir DIR --data-dir data [--split speaker]
+Usage (from the repository root; run.sh: `local_py fsdd ...`, see local/cli.py):
+    python -m local.fsdd download --dest corpus          # prints the corpus dir to use
+    python -m local.fsdd prepare --corpus-dir DIR --data-dir data [--split speaker]
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run by path: local/ (and asr_kd without `pip install -e .`)
-    sys.path.insert(0, str(REPO))
-
-from asr_kd.data import load_data_dir, write_data_dir  # noqa: E402
-from asr_kd.utils.archive import safe_extract  # noqa: E402
-from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text  # noqa: E402
-from local.common import fetch  # noqa: E402
+from asr_kd.data import load_data_dir, write_data_dir
+from asr_kd.utils.archive import safe_extract
+from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text
+from local.cli import Corpus
+from local.common import fetch, logger
 
 FSDD_URL = ("https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/"
             "master.tar.gz")
@@ -36,9 +31,7 @@ DIGITS = ["ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT"
 TEST_TAKES = range(5)  # the usual split: takes 0-4 of every digit and speaker are test
 _NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)$")
 
-
-def _log(msg: str) -> None:
-    print(f"fsdd: {msg}", file=sys.stderr)
+_log = logger("fsdd")
 
 
 def _has_recordings(d: Path) -> bool:
@@ -202,39 +195,16 @@ def prepare_fsdd(corpus_dir, output_dir, split: str = "takes", test_speaker: str
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    dl = sub.add_parser("download", help="find or download the corpus; prints its directory")
-    dl.add_argument("--corpus-dir", type=Path, default=None,
-                    help=f"existing copy to use (default: {SHARED_CORPUS_DIR} if present)")
-    dl.add_argument("--dest", type=Path, required=True, help="where to download and extract")
-    dl.add_argument("--url", default=FSDD_URL)
-    dl.add_argument("--sha256", default=None, help="expected sha256 of the archive")
-    dl.add_argument("--force", action="store_true", help="download even if .completed exists")
-    dl.add_argument("--no-progress", action="store_true")
-    pr = sub.add_parser("prepare", help="write Kaldi data dirs, dictionary and grammar")
-    pr.add_argument("--corpus-dir", type=Path, required=True, help="directory with recordings/")
-    pr.add_argument("--data-dir", type=Path, default=Path("data"))
-    pr.add_argument("--split", choices=["takes", "speaker"], default="takes",
-                    help="takes: test = takes 0-4 of everything; speaker: hold out a speaker")
-    pr.add_argument("--test-speaker", default="theo", help="held-out speaker for --split speaker")
-    pr.add_argument("--cmudict", type=Path, default=SHARED_CMUDICT)
-    pr.add_argument("--force", action="store_true", help="redo even if .done markers exist")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "download":
-            print(download_fsdd(args.dest, corpus_dir=args.corpus_dir, url=args.url,
-                                sha256=args.sha256, force=args.force,
-                                progress=not args.no_progress))  # stdout: only the path
-        else:
-            prepare_fsdd(args.corpus_dir, args.data_dir, split=args.split,
-                         test_speaker=args.test_speaker, cmudict=args.cmudict, force=args.force)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+def _prepare_args(p) -> None:
+    p.add_argument("--split", choices=["takes", "speaker"], default="takes",
+                   help="takes: test = takes 0-4 of everything; speaker: hold out a speaker")
+    p.add_argument("--test-speaker", default="theo", help="held-out speaker for --split speaker")
+    p.add_argument("--cmudict", type=Path, default=SHARED_CMUDICT)
 
+
+CLI = Corpus("fsdd", __doc__, download_fsdd, prepare_fsdd, holds="recordings/", url=FSDD_URL,
+             prepare_args=_prepare_args)
+main = CLI.main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    CLI.run()

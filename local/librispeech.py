@@ -27,40 +27,28 @@ publish none, so those files are fetched, their sha256 logged, and `--checksums 
 (sha256sum's format, `HEX  NAME` per line) pins them. An archive is unpacked beside the corpus
 and its part moved in only once complete; a failed download leaves nothing behind.
 
-Usage (from a recipe dir):
-    python ../../local/librispeech.py download --dest corpus --parts train-clean-5 dev-clean-2
-    python ../../local/librispeech.py download-lm --dest corpus/lm --files librispeech-lexicon.txt
-    python ../../local/librispeech.py prepare --corpus-dir DIR --data-dir data \\
+Usage (from the repository root; run.sh: `local_py librispeech ...`, see local/cli.py):
+    python -m local.librispeech download --dest corpus --parts train-clean-5 dev-clean-2
+    python -m local.librispeech download-lm --dest corpus/lm --files librispeech-lexicon.txt
+    python -m local.librispeech prepare --corpus-dir DIR --data-dir data \\
         --train train-clean-5 --test dev-clean-2 [--lexicon FILE] [--arpa FILE]
 Without --parts, `download` finds the shared hour (librispeech_subset).
 """
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run by path: local/ (and asr_kd without `pip install -e .`)
-    sys.path.insert(0, str(REPO))
-
-from asr_kd.data import load_data_dir, write_data_dir  # noqa: E402
-from asr_kd.lang.ngram import train_kneser_ney  # noqa: E402
-from asr_kd.utils.io import (  # noqa: E402
-    atomic_path,
-    clear_done,
-    is_done,
-    mark_done,
-    write_lines,
-    write_text,
-)
-from local.common import fetch, remove_if_empty, unpacked  # noqa: E402
-from local.fsdd import read_cmudict  # noqa: E402
+from asr_kd.data import load_data_dir, write_data_dir
+from asr_kd.lang.ngram import train_kneser_ney
+from asr_kd.utils.io import atomic_path, clear_done, is_done, mark_done, write_lines, write_text
+from local.cli import Command, Corpus
+from local.common import fetch, logger, remove_if_empty, unpacked
+from local.fsdd import read_cmudict
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 SHARED_CORPUS_DIR = SHARED / "librispeech_subset"
@@ -86,9 +74,7 @@ SHA256 = {
 }
 UNPINNED = "OpenSLR publishes no sha256 for it; pin it with --checksums"
 
-
-def _log(msg: str) -> None:
-    print(f"librispeech: {msg}", file=sys.stderr)
+_log = logger("librispeech")
 
 
 # ------------------------------------------------------------------------------ download
@@ -415,65 +401,64 @@ def prepare_librispeech(corpus_dir, output_dir, train=(SHARED_PART,), test=(),
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    dl = sub.add_parser("download", help="find or download the corpus; prints its directory")
-    dl.add_argument("--parts", nargs="+", default=None,
-                    help=f"OpenSLR parts ({', '.join(RESOURCE)}); without it: find the shared "
-                         f"hour of {SHARED_PART}")
-    dl.add_argument("--corpus-dir", type=Path, default=None,
-                    help=f"existing copy to use (without --parts: default {SHARED_CORPUS_DIR})")
-    dl.add_argument("--dest", type=Path, default=Path("corpus"),
-                    help="where to download to (dest/LibriSpeech/<part>)")
-    lm = sub.add_parser("download-lm", help="download resource 11 files; prints their directory")
-    lm.add_argument("--files", nargs="+", required=True,
-                    help="e.g. librispeech-lexicon.txt 3-gram.pruned.3e-7.arpa.gz")
-    lm.add_argument("--lm-dir", type=Path, default=None, help="existing copy to use")
-    lm.add_argument("--dest", type=Path, default=Path("corpus") / "lm")
-    for sp in (dl, lm):
-        sp.add_argument("--base-url", default=OPENSLR,
-                        help="OpenSLR or a mirror: files are BASE/<resource>/<name>")
-        sp.add_argument("--checksums", type=Path, default=None,
-                        help="sha256sum-format file: sha256 of archives OpenSLR has none for "
-                             "(or overriding ours)")
-        sp.add_argument("--no-progress", action="store_true")
-    dl.add_argument("--force", action="store_true", help="download even if .completed exists")
-    pr = sub.add_parser("prepare", help="write Kaldi data dirs, dictionary and LM")
-    pr.add_argument("--corpus-dir", type=Path, required=True, help="directory holding the parts")
-    pr.add_argument("--data-dir", type=Path, default=Path("data"))
-    pr.add_argument("--train", nargs="+", default=[SHARED_PART], help="parts joined as train")
-    pr.add_argument("--test", nargs="*", default=[], help="parts, each a data dir of its own")
-    pr.add_argument("--split-by-speaker", action="store_true",
-                    help="split the one --train part into train/dev/test by speaker")
-    pr.add_argument("--lexicon", type=Path, default=None,
-                    help="librispeech-lexicon.txt; default: CMUdict (--cmudict)")
-    pr.add_argument("--cmudict", type=Path, default=CMUDICT)
-    pr.add_argument("--arpa", type=Path, default=None,
-                    help="ARPA LM (plain or .gz) to use instead of training one (then "
-                         "--lm-order and --lm-text are unused)")
-    pr.add_argument("--lm-order", type=int, default=3, help="order of the Kneser-Ney LM")
-    pr.add_argument("--lm-text", default="train", choices=LM_TEXTS)
-    pr.add_argument("--force", action="store_true", help="redo even if .done markers exist")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "download" and args.parts is None:
-            print(find_corpus(args.dest, corpus_dir=args.corpus_dir))  # stdout: only the path
-        elif args.cmd == "download":
-            print(download_librispeech(args.dest, args.parts, args.corpus_dir, args.base_url,
-                                       args.checksums, args.force, not args.no_progress))
-        elif args.cmd == "download-lm":
-            print(download_lm(args.dest, args.files, args.lm_dir, args.base_url,
-                              args.checksums, not args.no_progress))
-        else:
-            prepare_librispeech(args.corpus_dir, args.data_dir, args.train, args.test,
-                                args.split_by_speaker, args.lexicon, args.cmudict, args.arpa,
-                                args.lm_order, args.lm_text, args.force)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+# ------------------------------------------------------------------------------ command line
 
+
+def download(target_dir, corpus_dir=None, parts=None, base_url: str = OPENSLR, checksums=None,
+             force: bool = False, progress: bool = True) -> Path:
+    """`download`: without `parts`, `find_corpus` (the shared hour); else `download_librispeech`."""
+    if parts is None:
+        return find_corpus(target_dir, corpus_dir=corpus_dir)
+    return download_librispeech(target_dir, parts, corpus_dir, base_url, checksums, force,
+                                progress)
+
+
+def _openslr_args(p) -> None:
+    p.add_argument("--base-url", default=OPENSLR,
+                   help="OpenSLR or a mirror: files are BASE/<resource>/<name>")
+    p.add_argument("--checksums", type=Path, default=None,
+                   help="sha256sum-format file: sha256 of archives OpenSLR has none for (or "
+                        "overriding ours)")
+
+
+def _download_args(p) -> None:
+    p.add_argument("--parts", nargs="+", default=None,
+                   help=f"OpenSLR parts ({', '.join(RESOURCE)}); without it: find the shared "
+                        f"hour of {SHARED_PART} (default --corpus-dir {SHARED_CORPUS_DIR})")
+    _openslr_args(p)
+
+
+def _download_lm_args(p) -> None:
+    p.add_argument("--files", nargs="+", required=True,
+                   help="e.g. librispeech-lexicon.txt 3-gram.pruned.3e-7.arpa.gz")
+    p.add_argument("--lm-dir", type=Path, default=None, help="existing copy to use")
+    p.add_argument("--dest", type=Path, default=Path("corpus") / "lm")
+    _openslr_args(p)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _prepare_args(p) -> None:
+    p.add_argument("--train", nargs="+", default=[SHARED_PART], help="parts joined as train")
+    p.add_argument("--test", nargs="*", default=[], help="parts, each a data dir of its own")
+    p.add_argument("--split-by-speaker", action="store_true",
+                   help="split the one --train part into train/dev/test by speaker")
+    p.add_argument("--lexicon", type=Path, default=None,
+                   help="librispeech-lexicon.txt; default: CMUdict (--cmudict)")
+    p.add_argument("--cmudict", type=Path, default=CMUDICT)
+    p.add_argument("--arpa", type=Path, default=None,
+                   help="ARPA LM (plain or .gz) to use instead of training one (then --lm-order "
+                        "and --lm-text are unused)")
+    p.add_argument("--lm-order", type=int, default=3, help="order of the Kneser-Ney LM")
+    p.add_argument("--lm-text", default="train", choices=LM_TEXTS)
+
+
+CLI = Corpus(
+    "librispeech", __doc__, download, prepare_librispeech, holds="the parts, e.g. train-clean-5/",
+    archive=False, download_args=_download_args, prepare_args=_prepare_args,
+    commands={"download-lm": Command(
+        "download resource 11 files; prints their directory",
+        lambda dest, **kw: download_lm(dest, **kw), _download_lm_args)})
+main = CLI.main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    CLI.run()

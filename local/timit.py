@@ -26,31 +26,26 @@ Data preparation follows Kaldi's egs/timit/s5 (local/timit_data_prep.sh, timit_p
   and hypotheses alike (make-lang and make-graph carry it to decoding; asr_kd.score.wer), so the
   %WER lines are phone error rates on 39 phones, as Kaldi's TIMIT results are.
 
-Usage (from a recipe dir):
-    python ../../local/timit.py download --corpus-dir /path/to/TIMIT     # prints the corpus dir
-    python ../../local/timit.py download --url URL --sha256 HEX --dest corpus
-    python ../../local/timit.py prepare --corpus-dir DIR --data-dir data [--lm-order 2]
+Usage (from the repository root; run.sh: `local_py timit ...`, see local/cli.py):
+    python -m local.timit download --corpus-dir /path/to/TIMIT     # prints the corpus dir
+    python -m local.timit download --url URL --sha256 HEX --dest corpus
+    python -m local.timit prepare --corpus-dir DIR --data-dir data [--lm-order 2]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run by path: local/ (and asr_kd without `pip install -e .`)
-    sys.path.insert(0, str(REPO))
-
-from asr_kd.data import load_data_dir, write_data_dir  # noqa: E402
-from asr_kd.lang.ngram import train_kneser_ney  # noqa: E402
-from asr_kd.score.wer import SCORE_MAP_FILE  # noqa: E402
-from asr_kd.utils.archive import sha256sum  # noqa: E402
-from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text  # noqa: E402
-from local.common import unpacked  # noqa: E402
+from asr_kd.data import load_data_dir, write_data_dir
+from asr_kd.lang.ngram import train_kneser_ney
+from asr_kd.score.wer import SCORE_MAP_FILE
+from asr_kd.utils.archive import sha256sum
+from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text
+from local.cli import Corpus
+from local.common import logger, unpacked
 
 # Kaldi's egs/timit/s5/conf/phones.60-48-39.map: each TIMIT phone, its training phone (48) and
 # its scoring phone (39); q (the glottal stop) has neither and is deleted.
@@ -88,9 +83,7 @@ NOT_FREE = ("TIMIT (LDC93S1) is licensed by the LDC and cannot be downloaded fro
 UNPINNED = "no --sha256 given; pass --sha256 HEX to check it"
 _UTT = re.compile(r"(s[aix]\d+)\.wav")  # sa1, si1027, sx37: not converted copies (x.wav.wav)
 
-
-def _log(msg: str) -> None:
-    print(f"timit: {msg}", file=sys.stderr)
+_log = logger("timit")
 
 
 def map_phones(phones, to: int = 48) -> list[str]:
@@ -295,35 +288,15 @@ def prepare_timit(corpus_dir, output_dir, lm_order: int = 2, force: bool = False
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    dl = sub.add_parser("download", help="find the corpus or fetch it; prints its directory")
-    dl.add_argument("--corpus-dir", type=Path, default=None,
-                    help="your copy: the directory holding TRAIN/ and TEST/, or above it")
-    dl.add_argument("--url", default=None, help="an archive (tar or zip) of your copy")
-    dl.add_argument("--sha256", default=None, help="the archive's sha256")
-    dl.add_argument("--dest", type=Path, default=Path("corpus"),
-                    help="where a fetched copy goes (dest/TIMIT)")
-    dl.add_argument("--force", action="store_true", help="fetch even if a copy is complete")
-    dl.add_argument("--no-progress", action="store_true")
-    pr = sub.add_parser("prepare", help="write Kaldi data dirs, dictionary, score map and LM")
-    pr.add_argument("--corpus-dir", type=Path, required=True)
-    pr.add_argument("--data-dir", type=Path, default=Path("data"))
-    pr.add_argument("--lm-order", type=int, default=2, help="order of the phone n-gram LM")
-    pr.add_argument("--force", action="store_true", help="redo even if .done markers exist")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "download":
-            print(download_timit(args.dest, args.corpus_dir, args.url, args.sha256, args.force,
-                                 not args.no_progress))  # stdout: only the path
-        else:
-            prepare_timit(args.corpus_dir, args.data_dir, args.lm_order, args.force)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+def _prepare_args(p) -> None:
+    p.add_argument("--lm-order", type=int, default=2, help="order of the phone n-gram LM")
 
+
+# --url: an archive (tar or zip) of the user's own copy, on the user's own mirror
+CLI = Corpus("timit", __doc__, download_timit, prepare_timit,
+             holds="TRAIN/ and TEST/, or one or two levels above them", url=None,
+             prepare_args=_prepare_args)
+main = CLI.main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    CLI.run()

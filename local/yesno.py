@@ -5,9 +5,9 @@ in all. There is no transcript file: each file name is its transcript, `0_1_0_0_
 being the eight words in order with 1 = YES and 0 = NO. Kaldi's egs/yesno/s5 trains on the 31
 files whose names start with `0_` and tests on the 29 starting with `1_`.
 
-Usage (from recipes/yesno):
-    python ../../local/yesno.py download --dest corpus          # prints the corpus dir to use
-    python ../../local/yesno.py prepare --corpus-dir DIR --data-dir data
+Usage (from the repository root; run.sh: `local_py yesno ...`, see local/cli.py):
+    python -m local.yesno download --dest corpus          # prints the corpus dir to use
+    python -m local.yesno prepare --corpus-dir DIR --data-dir data
 
 `download` uses an existing copy when there is one (`--corpus-dir`, else the shared copy beside
 the repository) and only otherwise fetches the archive, checksum-verified.
@@ -15,19 +15,14 @@ the repository) and only otherwise fetches the archive, checksum-verified.
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from pathlib import Path
 
-try:
-    import asr_kd  # noqa: F401
-except ImportError:  # run by path from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from asr_kd.data import load_data_dir, write_data_dir  # noqa: E402
-from asr_kd.utils.archive import download, safe_extract  # noqa: E402
-from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text  # noqa: E402
+from asr_kd.data import load_data_dir, write_data_dir
+from asr_kd.utils.archive import download, safe_extract
+from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text
+from local.cli import Corpus
+from local.common import logger
 
 YESNO_URL = "https://www.openslr.org/resources/1/waves_yesno.tar.gz"
 # sha256 of OpenSLR resource 1, as torchaudio.datasets.YESNO verifies it.
@@ -39,9 +34,7 @@ SPEAKER = "yesno"
 WORDS = {"0": "NO", "1": "YES"}
 _STEM = re.compile(r"^[01](?:_[01])*$")
 
-
-def _log(msg: str) -> None:
-    print(f"yesno: {msg}", file=sys.stderr)
+_log = logger("yesno")
 
 
 def _has_waves(corpus_dir: Path) -> bool:
@@ -178,46 +171,8 @@ def prepare_yesno(corpus_dir, output_dir, force: bool = False) -> dict[str, Path
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    dl = sub.add_parser("download", help="find or download the corpus; prints its directory")
-    dl.add_argument(
-        "--corpus-dir",
-        type=Path,
-        default=None,
-        help=f"existing copy to use (default: {SHARED_CORPUS_DIR} if present)",
-    )
-    dl.add_argument("--dest", type=Path, required=True, help="where to download and extract")
-    dl.add_argument("--url", default=YESNO_URL)
-    dl.add_argument("--sha256", default=None, help="expected sha256 of the archive")
-    dl.add_argument("--force", action="store_true", help="download even if .completed exists")
-    dl.add_argument("--no-progress", action="store_true")
-    pr = sub.add_parser("prepare", help="write Kaldi data dirs, dictionary and LM")
-    pr.add_argument(
-        "--corpus-dir", type=Path, required=True, help="directory containing waves_yesno/"
-    )
-    pr.add_argument("--data-dir", type=Path, default=Path("data"))
-    pr.add_argument("--force", action="store_true", help="redo even if .done markers exist")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "download":
-            where = download_yesno(
-                args.dest,
-                corpus_dir=args.corpus_dir,
-                url=args.url,
-                sha256=args.sha256,
-                force=args.force,
-                progress=not args.no_progress,
-            )
-            print(where)  # stdout carries only the path, for `corpus=$(... download ...)`
-        else:
-            prepare_yesno(args.corpus_dir, args.data_dir, force=args.force)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
+CLI = Corpus("yesno", __doc__, download_yesno, prepare_yesno, holds="waves_yesno/", url=YESNO_URL)
+main = CLI.main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    CLI.run()

@@ -20,11 +20,8 @@ import soundfile as sf
 from asr_kd.data import load_data_dir
 from asr_kd.lang.ngram import train_kneser_ney
 from asr_kd.utils.archive import sha256sum
+from local import an4
 from tests.conftest import REPO, corpus
-
-if str(REPO) not in sys.path:  # `local` is a plain directory of the checkout, not installed
-    sys.path.insert(0, str(REPO))
-from local import an4  # noqa: E402
 
 # Real utterances (each speaker's shortest) for the archive: two female and two male training
 # speakers, one of each among the test speakers.
@@ -169,20 +166,21 @@ def test_rerun_order_and_oov_error(tmp_path, capsys):
         an4.prepare_an4(bad, tmp_path / "e")
 
 
-def test_cli_runs_by_path(tmp_path):
-    script = REPO / "local" / "an4.py"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, str(script), "download"], cwd=tmp_path, env=env,
+def test_cli_runs_as_module(tmp_path):
+    """As the recipe runs it: `python -m local.an4` elsewhere, the checkout on PYTHONPATH."""
+    script = [sys.executable, "-m", "local.an4"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([*script, "download"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(corpus("an4").resolve())
-    proc = subprocess.run([sys.executable, str(script), "download", "--corpus-dir",
+    proc = subprocess.run([*script, "download", "--corpus-dir",
                            str(tmp_path / "none"), "--dest", str(tmp_path / "c")],
                           cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 1 and proc.stderr == (
         f"error: no AN4 corpus (etc/an4_train.fileids and wav/) at {tmp_path / 'none'} (leave "
         f"--corpus-dir out to download)\n")
     assert not (tmp_path / "c").exists()
-    subprocess.run([sys.executable, str(script), "prepare", "--corpus-dir", out.stdout.strip(),
+    subprocess.run([*script, "prepare", "--corpus-dir", out.stdout.strip(),
                     "--lm-order", "1"], cwd=tmp_path, env=env, check=True, capture_output=True)
     assert len(load_data_dir(tmp_path / "data" / "train").utts) == 948
 

@@ -17,11 +17,8 @@ from asr_kd.data import load_data_dir
 from asr_kd.lang import prepare_lang
 from asr_kd.utils.archive import sha256sum
 from asr_kd.utils.fst import to_arrays
+from local import fsdd
 from tests.conftest import REPO, corpus
-
-if str(REPO) not in sys.path:  # `local` is a plain directory of the checkout, not installed
-    sys.path.insert(0, str(REPO))
-from local import fsdd  # noqa: E402
 
 DIGITS = "ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE".split()
 SPEAKERS = {"jackson", "nicolas", "theo", "yweweler"}
@@ -109,14 +106,14 @@ def test_speaker_split_rerun_and_errors(tmp_path):
     assert str(e.value) == f"{cmu}: no pronunciation for ['SEVEN', 'NINE']"
 
 
-def test_cli_runs_by_path(tmp_path):
-    script, env = REPO / "local" / "fsdd.py", {k: v for k, v in os.environ.items()
-                                               if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, str(script), "download", "--dest", "corpus"],
+def test_cli_runs_as_module(tmp_path):
+    """As the recipe runs it: `python -m local.fsdd` elsewhere, the checkout on PYTHONPATH."""
+    script, env = [sys.executable, "-m", "local.fsdd"], dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([*script, "download", "--dest", "corpus"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(corpus("fsdd").resolve())
     assert not (tmp_path / "corpus").exists()
-    subprocess.run([sys.executable, str(script), "prepare", "--corpus-dir", out.stdout.strip(),
+    subprocess.run([*script, "prepare", "--corpus-dir", out.stdout.strip(),
                     "--split", "speaker", "--test-speaker", "theo"], cwd=tmp_path, env=env,
                    check=True, capture_output=True)
     assert set(load_data_dir(tmp_path / "data" / "test").spk2utt) == {"theo"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -18,12 +19,9 @@ import pytest
 from asr_kd.data import load_data_dir
 from asr_kd.lang.ngram import train_kneser_ney
 from asr_kd.utils.archive import sha256sum
+from local import librispeech as ls
+from local.librispeech import UNK, prepare_librispeech, read_other_text
 from tests.conftest import REPO, corpus
-
-if str(REPO) not in sys.path:  # `local` is a plain directory of the checkout, not installed
-    sys.path.insert(0, str(REPO))
-from local import librispeech as ls  # noqa: E402
-from local.librispeech import UNK, prepare_librispeech, read_other_text  # noqa: E402
 
 # Real utterances (each speaker's shortest) renamed into OpenSLR parts: a training part of four
 # speakers and a test part of another one.
@@ -156,14 +154,16 @@ def test_rerun_skips_and_errors(prepared, tmp_path, capsys):
         prepare_librispeech(bad, tmp_path / "y", split_by_speaker=True)
 
 
-def test_cli_runs_by_path(tmp_path):
+def test_cli_runs_as_module(tmp_path):
     src = corpus("librispeech_subset")
-    proc = subprocess.run([sys.executable, str(REPO / "local" / "librispeech.py"), "download",
-                           "--dest", str(tmp_path / "corpus")], capture_output=True, text=True)
+    script, env = [sys.executable, "-m", "local.librispeech"], dict(os.environ,
+                                                                   PYTHONPATH=str(REPO))
+    proc = subprocess.run([*script, "download", "--dest", str(tmp_path / "corpus")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(src.resolve())
-    proc = subprocess.run([sys.executable, str(REPO / "local" / "librispeech.py"), "download",
-                           "--corpus-dir", str(tmp_path / "none"), "--dest", str(tmp_path)],
+    proc = subprocess.run([*script, "download", "--corpus-dir", str(tmp_path / "none"),
+                           "--dest", str(tmp_path)], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "no LibriSpeech copy" in proc.stderr
 

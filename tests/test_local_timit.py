@@ -10,6 +10,7 @@ fetching an archive of the copy over local HTTP (a wrong sha256 leaves nothing b
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import sys
@@ -25,11 +26,8 @@ from asr_kd.data import load_data_dir
 from asr_kd.data.audio import AudioError, read_audio
 from asr_kd.score.wer import read_score_map
 from asr_kd.utils.archive import sha256sum
+from local import timit
 from tests.conftest import REPO, corpus
-
-if str(REPO) not in sys.path:  # `local` is a plain directory of the checkout, not installed
-    sys.path.insert(0, str(REPO))
-from local import timit  # noqa: E402
 
 # AN4 speaker -> (TIMIT part, region, speaker id). The test side: two core-test speakers, two
 # dev speakers and one in neither list (its sentences are not used).
@@ -276,15 +274,16 @@ def test_split_needs_every_set():
         timit.split_sets(utts)
 
 
-def test_cli_runs_by_path(copy, tmp_path):
+def test_cli_runs_as_module(copy, tmp_path):
     root, _ = copy
-    script = str(REPO / "local" / "timit.py")
-    proc = subprocess.run([sys.executable, script, "download", "--corpus-dir", str(root.parent),
-                           "--dest", str(tmp_path / "corpus")], capture_output=True, text=True)
+    script, env = [sys.executable, "-m", "local.timit"], dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([*script, "download", "--corpus-dir", str(root.parent),
+                           "--dest", str(tmp_path / "corpus")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(root.resolve())
-    proc = subprocess.run([sys.executable, script, "download", "--dest", str(tmp_path / "c")],
-                          capture_output=True, text=True)
+    proc = subprocess.run([*script, "download", "--dest", str(tmp_path / "c")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True)
     assert proc.returncode == 1 and "TIMIT (LDC93S1) is licensed by the LDC" in proc.stderr
     assert not (tmp_path / "c").exists()
 

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `local` is a plain directory of the checkout, not installed
-    sys.path.insert(0, str(REPO))
+from asr_kd.data import load_data_dir
+from asr_kd.utils.archive import download, safe_extract, sha256sum
+from local import yesno
 
-from asr_kd.data import load_data_dir  # noqa: E402
-from asr_kd.utils.archive import download, safe_extract, sha256sum  # noqa: E402
-from local import yesno  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CORPUS = yesno.SHARED_CORPUS_DIR
 if not (CORPUS / "waves_yesno").is_dir():
@@ -66,12 +64,13 @@ def test_prepare_real_corpus(tmp_path):
     assert paths["lm"].read_text() == arpa
 
 
-def test_cli_runs_by_path(tmp_path):
-    """The recipe runs `python ../../local/yesno.py ...`; asr_kd may not be installed."""
-    script = REPO / "local" / "yesno.py"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+def test_cli_runs_as_module(tmp_path):
+    """The recipe runs `python -m local.yesno ...` from its own dir, the checkout on PYTHONPATH
+    (recipes/common/options.sh's local_py); asr_kd may not be installed."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run(
-        [sys.executable, str(script), "download", "--corpus-dir", str(CORPUS), "--dest", "corpus"],
+        [sys.executable, "-m", "local.yesno", "download", "--corpus-dir", str(CORPUS), "--dest",
+         "corpus"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -83,7 +82,8 @@ def test_cli_runs_by_path(tmp_path):
     subprocess.run(
         [
             sys.executable,
-            str(script),
+            "-m",
+            "local.yesno",
             "prepare",
             "--corpus-dir",
             out.stdout.strip(),

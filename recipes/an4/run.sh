@@ -32,12 +32,12 @@ test=test
 if run 0; then
   log "Stage 0: find or download the corpus"
   shared_opt=; if $download; then shared_opt=--no-shared; fi
-  python ../../local/an4.py download --dest corpus ${corpus_dir:+--corpus-dir "$corpus_dir"} \
+  local_py an4 download --dest corpus ${corpus_dir:+--corpus-dir "$corpus_dir"} \
     $shared_opt ${url:+--url "$url"} ${sha256:+--sha256 "$sha256"} > corpus.path
 fi
 if run 1; then
   log "Stage 1: data dirs, an4.dic lexicon, a $lm_order-gram LM on the training transcripts"
-  python ../../local/an4.py prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
+  local_py an4 prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
     --lm-order "$lm_order"
 fi
 . ../common/stages.sh

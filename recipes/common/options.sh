@@ -1,10 +1,11 @@
 # Options and helpers every recipes/<corpus>/run.sh shares (in the manner of Kaldi's
 # utils/parse_options.sh). Source it after setting the option defaults:
-#   stage=0; stop_stage=12; device=auto; allow_pipes=false
+#   . ../common/defaults.sh; stop_stage=12; corpus_dir=
 #   . ../common/options.sh "$@"
 # `--foo-bar VALUE` sets foo_bar, for each variable run.sh set before sourcing this; a variable
 # whose default is `false` is a flag: `--foo-bar` alone sets it to true. Anything else is an
-# unknown option. Defines log MESSAGE and run STAGE (is STAGE within --stage/--stop-stage?).
+# unknown option. Defines log MESSAGE, run STAGE (is STAGE within --stage/--stop-stage?) and
+# local_py CORPUS ARGS (python -m local.CORPUS ARGS: the corpus's download and prepare, local/).
 
 while [ $# -gt 0 ]; do
   _opt_var=${1#--}
@@ -26,3 +27,5 @@ unset _opt_var
 
 log() { echo "$(date '+%H:%M:%S') run.sh: $*"; }
 run() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+# the package local/ is in the checkout, two levels above the recipe dir
+local_py() { PYTHONPATH="../..${PYTHONPATH:+:$PYTHONPATH}" python -m "local.$1" "${@:2}"; }

@@ -23,12 +23,12 @@ test=test
 
 if run 0; then
   log "Stage 0: find or download the corpus"
-  python ../../local/fsdd.py download --dest corpus ${corpus_dir:+--corpus-dir "$corpus_dir"} \
+  local_py fsdd download --dest corpus ${corpus_dir:+--corpus-dir "$corpus_dir"} \
     > corpus.path
 fi
 if run 1; then
   log "Stage 1: data dirs ($split split), CMUdict lexicon, one-digit grammar"
-  python ../../local/fsdd.py prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
+  local_py fsdd prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
     --split "$split"
 fi
 . ../common/stages.sh

@@ -29,16 +29,16 @@ test=${test_part//-/_}
 
 if run 0; then
   log "Stage 0: download $train_parts $test_part and OpenSLR 11's lexicon and $lm"
-  python ../../local/librispeech.py download --dest corpus --parts $train_parts "$test_part" \
+  local_py librispeech download --dest corpus --parts $train_parts "$test_part" \
     --base-url "$base_url" ${checksums:+--checksums "$checksums"} \
     ${corpus_dir:+--corpus-dir "$corpus_dir"} > corpus.path
-  python ../../local/librispeech.py download-lm --dest corpus/lm \
+  local_py librispeech download-lm --dest corpus/lm \
     --files librispeech-lexicon.txt "$lm" --base-url "$base_url" \
     ${checksums:+--checksums "$checksums"} ${lm_dir:+--lm-dir "$lm_dir"} > lm.path
 fi
 if run 1; then
   log "Stage 1: data dirs, librispeech-lexicon.txt, the $lm LM"
-  python ../../local/librispeech.py prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
+  local_py librispeech prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
     --train $train_parts --test "$test_part" --lexicon "$(cat lm.path)/librispeech-lexicon.txt" \
     --arpa "$(cat lm.path)/$lm"
 fi

@@ -23,12 +23,12 @@ test=test
 
 if run 0; then
   log "Stage 0: find the corpus"
-  python ../../local/librispeech.py download --dest corpus \
+  local_py librispeech download --dest corpus \
     ${corpus_dir:+--corpus-dir "$corpus_dir"} > corpus.path
 fi
 if run 1; then
   log "Stage 1: data dirs (split by speaker), CMUdict lexicon, a $lm_order-gram LM on $lm_text"
-  python ../../local/librispeech.py prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
+  local_py librispeech prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
     --split-by-speaker --lm-order "$lm_order" --lm-text "$lm_text"
 fi
 . ../common/stages.sh

@@ -27,13 +27,13 @@ test=dev_clean_2
 
 if run 0; then
   log "Stage 0: download train-clean-5 and dev-clean-2 (or use --corpus-dir)"
-  python ../../local/librispeech.py download --dest corpus --parts train-clean-5 dev-clean-2 \
+  local_py librispeech download --dest corpus --parts train-clean-5 dev-clean-2 \
     --base-url "$base_url" ${checksums:+--checksums "$checksums"} \
     ${corpus_dir:+--corpus-dir "$corpus_dir"} > corpus.path
 fi
 if run 1; then
   log "Stage 1: data dirs, CMUdict lexicon, LM: ${arpa:-a $lm_order-gram on the training text}"
-  python ../../local/librispeech.py prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
+  local_py librispeech prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
     --train train-clean-5 --test dev-clean-2 --lm-order "$lm_order" ${arpa:+--arpa "$arpa"}
 fi
 . ../common/stages.sh

@@ -30,14 +30,14 @@ test=test
 
 if run 0; then
   log "Stage 0: find your TIMIT copy (--corpus-dir) or fetch it from your mirror (--url)"
-  root=$(python ../../local/timit.py download --dest corpus \
+  root=$(local_py timit download --dest corpus \
     ${corpus_dir:+--corpus-dir "$corpus_dir"} ${url:+--url "$url"} ${sha256:+--sha256 "$sha256"})
   echo "$root" > corpus.path  # only once the copy is complete
 fi
 if run 1; then
   log "Stage 1: data dirs (train, dev, core test), 48 phones as words, a $lm_order-gram phone" \
     "LM, the 48 -> 39 score map"
-  python ../../local/timit.py prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
+  local_py timit prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
     --lm-order "$lm_order"
 fi
 . ../common/stages.sh

@@ -21,11 +21,11 @@ test=test_yesno
 
 if run 0; then
   log "Stage 0: find or download the corpus"
-  python ../../local/yesno.py download --dest corpus ${corpus_dir:+--corpus-dir "$corpus_dir"} > corpus.path
+  local_py yesno download --dest corpus ${corpus_dir:+--corpus-dir "$corpus_dir"} > corpus.path
 fi
 if run 1; then
   log "Stage 1: data dirs train_yesno (31 files 0_*) and test_yesno (29 files 1_*)"
-  python ../../local/yesno.py prepare --corpus-dir "$(cat corpus.path)" --data-dir data
+  local_py yesno prepare --corpus-dir "$(cat corpus.path)" --data-dir data
 fi
 . ../common/stages.sh
 exit
