@@ -219,6 +219,11 @@ def test_download_sphere_then_prepare(http_server, tmp_path, capsys):
     assert te.text[utt] == test[fid][1]
     assert set(tr.utt2spk.values()) == set(TRAIN_SPEAKERS)
 
+    assert download(url, dest, "--sha256", sha, "--force") == 0  # fetched again, replacing it
+    out, err = capsys.readouterr()
+    assert out == f"{got.resolve()}\n" and f"an4: downloading {url}\n" in err
+    assert os.listdir(dest) == ["an4"] and len(list((got / "wav").rglob("*.sph"))) == 24
+
     (root / ARCHIVE).unlink()  # complete: no network needed the second time
     assert download(url, dest) == 0
     out, err = capsys.readouterr()
