@@ -197,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(verb, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         for name in positionals:
             sp.add_argument(name)
-        sp.add_argument("--config", default=None, help="stage config (YAML)")
+        sp.add_argument("--config", action="append", default=[],
+                        help="stage config (YAML); given again, an overlay merged over the "
+                             "configs before it key by key (mappings recursively)")
         sp.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
         sp.add_argument("--force", action="store_true", help="redo a stage marked done")
         sp.add_argument("--allow-pipes", action="store_true",

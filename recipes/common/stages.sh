@@ -15,7 +15,9 @@
 #   gmm               the GMM whose alignments are the DNN targets and whose tree the decoding
 #                     graph uses: tri1 (default; conf/tri1.yaml) or mono
 #   corpus            the corpus name in the report
-#   conf_dir          an overlay of conf/: a file there replaces conf/'s (e.g. conf_ci, conf_paper)
+#   conf_dir          an overlay of conf/ (e.g. conf_ci, conf_paper): a file there is merged over
+#                     conf/'s key by key (mappings recursively; lists and scalars replace), so it
+#                     holds only what differs; a file only there is used alone
 #   sil_prob          optional silence between words in L (default 0.5; 0 where silence is a
 #                     word of the transcripts, as TIMIT's sil)
 # Their defaults are in recipes/common/defaults.sh.
@@ -23,8 +25,14 @@
 # generalist.
 # and the functions log, run (recipes/common/options.sh).
 
-# conf NAME: the config file to use, from the overlay when it has one.
-conf() { if [ -f "$conf_dir/$1" ]; then echo "$conf_dir/$1"; else echo "conf/$1"; fi; }
+# conf NAME: the --config options for NAME: conf/NAME, then the overlay's NAME merged over it
+# when the overlay has one (only the overlay's where conf/ has none). Used unquoted: $(conf NAME).
+conf() {
+  local opts=
+  if [ -f "conf/$1" ] || [ ! -f "$conf_dir/$1" ]; then opts="--config conf/$1"; fi
+  if [ "$conf_dir" != conf ] && [ -f "$conf_dir/$1" ]; then opts+=" --config $conf_dir/$1"; fi
+  echo "$opts"
+}
 
 asr="python -m asr_kd"
 dev="--device $device"
@@ -38,7 +46,7 @@ decode_system() {
   case "$2" in *.mdl) cf=$(conf decode_gmm.yaml) ;; esac
   if [ "$1" = mono ] && [ "$gmm" != mono ]; then graph=exp/graph_mono ali_dir=exp/mono_ali_$test; fi
   $asr decode --system "$1" "$2" $graph data/$test "$3" --ali-dir $ali_dir \
-    --config "$cf" --decoder "$decoder" $dev
+    $cf --decoder "$decoder" $dev
 }
 
 # student NAME [--teacher MODEL] [--set KEY=VALUE ...]: train one student on the ensemble (or
@@ -46,7 +54,7 @@ decode_system() {
 student() {
   local dir=$1 teacher=exp/ensemble/final.pt; shift
   if [ "${1:-}" = --teacher ]; then teacher=$2; shift 2; fi
-  $asr train-student data/$train $ali "$dir" --config "$(conf student.yaml)" \
+  $asr train-student data/$train $ali "$dir" $(conf student.yaml) \
     --teacher "$teacher" "$@" $dev
   decode_system "$(basename "$dir")" "$dir/final.pt" "$dir/decode_$test"
 }
@@ -61,45 +69,45 @@ if run 3; then
   log "Stage 3: fbank + CMVN"
   pipes=; if [ "$allow_pipes" = true ]; then pipes=--allow-pipes; fi
   for set in $train $test; do
-    $asr compute-feats data/$set --config "$(conf fbank.yaml)" $pipes $dev
+    $asr compute-feats data/$set $(conf fbank.yaml) $pipes $dev
   done
 fi
 if run 4; then
   log "Stage 4: GMM-HMM: monophone, then ${gmm}"
-  $asr train-mono data/$train data/lang exp/mono --config "$(conf mono.yaml)" $dev
+  $asr train-mono data/$train data/lang exp/mono $(conf mono.yaml) $dev
   if [ "$gmm" = tri1 ]; then
-    $asr align data/$train data/lang exp/mono exp/mono_ali_$train --config "$(conf mono.yaml)" $dev
+    $asr align data/$train data/lang exp/mono exp/mono_ali_$train $(conf mono.yaml) $dev
     $asr train-tri data/$train data/lang exp/mono_ali_$train exp/tri1 \
-      --config "$(conf tri1.yaml)" $dev
+      $(conf tri1.yaml) $dev
   fi
 fi
 if run 5; then
   log "Stage 5: forced alignment with $gmm (DNN targets; test alignments for frame accuracy)"
   for set in $train $test; do
-    $asr align data/$set data/lang exp/$gmm exp/${gmm}_ali_$set --config "$(conf $gmm.yaml)" $dev
+    $asr align data/$set data/lang exp/$gmm exp/${gmm}_ali_$set $(conf $gmm.yaml) $dev
   done
   if [ "$gmm" != mono ]; then  # the monophone GMM's own frame accuracy
-    $asr align data/$test data/lang exp/mono exp/mono_ali_$test --config "$(conf mono.yaml)" $dev
+    $asr align data/$test data/lang exp/mono exp/mono_ali_$test $(conf mono.yaml) $dev
   fi
 fi
 if run 6; then
   log "Stage 6: teacher ensemble (exp/teacher_k, exp/ensemble)"
-  $asr train-teachers data/$train $ali exp --config "$(conf teachers.yaml)" $dev
+  $asr train-teachers data/$train $ali exp $(conf teachers.yaml) $dev
 fi
 if run 7; then
   log "Stage 7: students ($students): hard targets only, and distilled from the ensemble"
   for s in $students; do
-    $asr train-student data/$train $ali exp/${s}_hard --config "$(conf $s.yaml)" \
+    $asr train-student data/$train $ali exp/${s}_hard $(conf $s.yaml) \
       --set distill.alpha=0 $dev
-    $asr train-student data/$train $ali exp/${s}_kd --config "$(conf $s.yaml)" \
+    $asr train-student data/$train $ali exp/${s}_kd $(conf $s.yaml) \
       --teacher exp/ensemble/final.pt $dev
   done
 fi
 if run 8; then
   log "Stage 8: decoding graph HCLG (${gmm}'s tree; and the monophone one's)"
-  $asr make-graph data/lang exp/$gmm exp/graph --config "$(conf graph.yaml)"
+  $asr make-graph data/lang exp/$gmm exp/graph $(conf graph.yaml)
   if [ "$gmm" != mono ]; then
-    $asr make-graph data/lang exp/mono exp/graph_mono --config "$(conf graph.yaml)"
+    $asr make-graph data/lang exp/mono exp/graph_mono $(conf graph.yaml)
   fi
 fi
 if run 9; then
@@ -133,7 +141,7 @@ fi
 if run 13; then
   log "Stage 13: specialists over confusable pdfs beside teacher_1, and a student distilled from them"
   $asr train-specialists data/$train $ali exp/teacher_1/final.pt exp/specialists \
-    --config "$(conf specialists.yaml)" $dev
+    $(conf specialists.yaml) $dev
   decode_system specialists exp/specialists/final.pt exp/specialists/decode_$test
   $asr score-specialists exp/specialists/final.pt data/$test exp/${gmm}_ali_$test \
     exp/specialists/decode_$test $dev
