@@ -9,7 +9,8 @@
     asr-kd align DATA_DIR LANG_DIR MODEL_DIR ALI_DIR --config conf/mono.yaml
     asr-kd train-teachers DATA_DIR ALI_DIR EXP_ROOT --config conf/teachers.yaml
     asr-kd train-student DATA_DIR ALI_DIR EXP_DIR --config conf/student.yaml \
-        [--teacher EXP_ROOT/ensemble/final.pt] [--set distill.temperature=5 ...]
+        [--teacher EXP_ROOT/ensemble/final.pt] [--set distill.temperature=5 ...] \
+        [--role student|sweep|share|seed|transfer] [--group NAME]
     asr-kd train-specialists DATA_DIR ALI_DIR GENERALIST EXP_DIR --config conf/specialists.yaml
     asr-kd score-specialists MODEL DATA_DIR ALI_DIR DECODE_DIR
     asr-kd make-graph LANG_DIR MODEL_DIR GRAPH_DIR --config conf/graph.yaml
@@ -120,8 +121,9 @@ def cmd_train_student(a):
     from asr_kd.steps.dnn import run_train_student
     from asr_kd.train.trainer import TrainConfig
 
+    group = a.group or (Path(a.config[0]).stem if a.config else "student")
     run_train_student(a.data_dir, a.ali_dir, a.exp_dir, _cfg(TrainConfig, a), _device(a),
-                      teacher=a.teacher)
+                      teacher=a.teacher, role=a.role, group=group)
 
 
 def cmd_train_specialists(a):
@@ -217,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "train-student":
             sp.add_argument("--teacher", default=None,
                             help="ensemble (or single model) giving the soft targets")
+            sp.add_argument("--role", default="student",
+                            choices=("student", "sweep", "share", "seed", "transfer"),
+                            help="the experiment this run belongs to, written to run.json "
+                                 "for the report")
+            sp.add_argument("--group", default=None,
+                            help="runs compared with each other (a group's hard-target and "
+                                 "distilled runs are a pair); default: the config's name")
         if verb == "decode":
             sp.add_argument("--ali-dir", default=None, help="alignments for frame accuracy")
         if verb == "validate-data":

@@ -49,8 +49,9 @@ decode_system() {
     $cf --decoder "$decoder" $dev
 }
 
-# student NAME [--teacher MODEL] [--set KEY=VALUE ...]: train one student on the ensemble (or
-# on MODEL) and decode it.
+# student NAME [--teacher MODEL] [--role ROLE] [--group G] [--set KEY=VALUE ...]: train one
+# student on the ensemble (or on MODEL) and decode it; the role (sweep, share, seed, ...) and
+# group go to its run.json, which the report reads.
 student() {
   local dir=$1 teacher=exp/ensemble/final.pt; shift
   if [ "${1:-}" = --teacher ]; then teacher=$2; shift 2; fi
@@ -125,16 +126,16 @@ if run 10; then
 fi
 if run 11; then
   log "Stage 11: temperature sweep (T = $temperatures) and alpha sweep (alpha = $alphas)"
-  for t in $temperatures; do student exp/sweep/T$t --set distill.temperature="$t"; done
-  for a in $alphas; do student exp/sweep/alpha$a --set distill.alpha="$a"; done
+  for t in $temperatures; do student exp/sweep/T$t --role sweep --set distill.temperature="$t"; done
+  for a in $alphas; do student exp/sweep/alpha$a --role sweep --set distill.alpha="$a"; done
   report
 fi
 if run 12; then
   log "Stage 12: Table 5: students on $shares% of the training utterances, hard vs soft"
   for p in $shares; do
     f=$(python -c "print($p / 100)")
-    student exp/share/hard_p$p --set utt_fraction="$f" --set distill.alpha=0
-    student exp/share/kd_p$p --set utt_fraction="$f"
+    student exp/share/hard_p$p --role share --set utt_fraction="$f" --set distill.alpha=0
+    student exp/share/kd_p$p --role share --set utt_fraction="$f"
   done
   report
 fi
@@ -145,14 +146,15 @@ if run 13; then
   decode_system specialists exp/specialists/final.pt exp/specialists/decode_$test
   $asr score-specialists exp/specialists/final.pt data/$test exp/${gmm}_ali_$test \
     exp/specialists/decode_$test $dev
-  student exp/student_spec --teacher exp/specialists/final.pt --set distill.source=topk
+  student exp/student_spec --teacher exp/specialists/final.pt --group student_spec \
+    --set distill.source=topk
   report
 fi
 if run 14; then
   log "Stage 14: kept over student seeds ($seeds, beside stage 7's pair)"
   for s in $seeds; do
-    student exp/seeds/hard_s$s --set seed="$s" --set distill.alpha=0
-    student exp/seeds/kd_s$s --set seed="$s"
+    student exp/seeds/hard_s$s --role seed --set seed="$s" --set distill.alpha=0
+    student exp/seeds/kd_s$s --role seed --set seed="$s"
   done
   report
 fi
