@@ -27,7 +27,7 @@ from asr_kd.acoustic.soft_targets import combine_log_probs
 from asr_kd.train.chunks import ChunkSet
 from asr_kd.train.distill import DistillConfig, kd_loss, zero_mean_logits
 from asr_kd.train.members import LoopMembers, StackedMLP, make_members
-from asr_kd.utils.io import atomic_path
+from asr_kd.utils.io import save_torch
 from asr_kd.utils.progress import progress
 from asr_kd.utils.runtime import RuntimePolicy, runtime_policy
 
@@ -204,10 +204,9 @@ def save_checkpoint(path: Path, members, opt: MemberAdam, epoch, best, history, 
     ones that are no member's best epoch: what remains is all a resumed run and `best_models`
     read (a run of many members and epochs would otherwise fill the disk)."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({"members": members.state_dict(), "optimizer": opt.state_dict(),
-                    "epoch": epoch, "best": best, "history": history, "rng": gen.get_state(),
-                    "torch_rng": _rng_state(device)}, tmp)
+    save_torch(path, {"members": members.state_dict(), "optimizer": opt.state_dict(),
+                      "epoch": epoch, "best": best, "history": history, "rng": gen.get_state(),
+                      "torch_rng": _rng_state(device)})
     keep = {epoch} | {b["epoch"] for b in best}
     for old in path.parent.glob("epoch-*.pt"):
         if _epoch_of(old) not in keep:

@@ -44,11 +44,13 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def save_torch(path: str | os.PathLike, obj) -> None:
-    """torch.save `obj` to `path` atomically (checkpoints, models)."""
+    """torch.save `obj` to `path` atomically (checkpoints, models). Through a file object:
+    given a path, torch.save names the archive's top folder after the file, here the random
+    temporary name, and equal objects would be saved as unequal bytes."""
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def is_done(out_dir: str | os.PathLike, name: str = "done") -> bool:
