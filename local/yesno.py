@@ -106,7 +106,7 @@ def _write_set(out: Path, wavs: list[Path]) -> list[list[str]]:
 # Kaldi's egs/yesno/s5/input/task.arpabo: YES, NO and </s> each at log10 p = -1. The
 # probabilities do not sum to one; against a count-based unigram (YES 0.41, NO 0.48) the extra
 # cost per word works as a word insertion penalty, and on this test set the GMM's insertions
-# need it (2 -> 1 errors, see the README).
+# need it (2 -> 1 errors, see docs/yesno.md).
 KALDI_YESNO_ARPA = """\\data\\
 ngram 1=4
 

@@ -9,7 +9,7 @@
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--seeds "101 102"]
 #   [--corpus-dir DIR] [--download] [--url URL] [--sha256 HEX] [--lm-order N]
-#   [--conf-dir conf|conf_paper]
+#   [--conf-dir conf|conf_ci]
 # Kaldi's AN4 recipe scores 10.61% WER with its monophone GMM and 5.95% with its best
 # (speaker-adapted triphone) GMM on the 773-word test set.
 { # parsed whole before it runs: editing this file mid-run cannot change the run

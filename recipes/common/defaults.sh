@@ -4,7 +4,7 @@
 # an option (`--temperatures "1 10"`, `--conf-dir conf_ci`).
 stage=0                   # --stage: the first stage to run (--stop-stage, the last: run.sh)
 device=auto               # --device of every stage: auto, cpu, cuda, cuda:N
-conf_dir=conf             # an overlay of conf/ (conf_ci, conf_paper; see common/stages.sh)
+conf_dir=conf             # an overlay of conf/ (e.g. conf_ci; see common/stages.sh)
 temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
 alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
 shares=3                  # stage 12: percent of the training utterances for Table 5

@@ -15,7 +15,7 @@
 #   gmm               the GMM whose alignments are the DNN targets and whose tree the decoding
 #                     graph uses: tri1 (default; conf/tri1.yaml) or mono
 #   corpus            the corpus name in the report
-#   conf_dir          an overlay of conf/ (e.g. conf_ci, conf_paper): a file there is merged over
+#   conf_dir          an overlay of conf/ (e.g. conf_ci, conf_mixed): a file there is merged over
 #                     conf/'s key by key (mappings recursively; lists and scalars replace), so it
 #                     holds only what differs; a file only there is used alone
 #   sil_prob          optional silence between words in L (default 0.5; 0 where silence is a

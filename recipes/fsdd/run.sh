@@ -7,7 +7,7 @@
 #   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--seeds "101 102"]
-#   [--corpus-dir DIR] [--split takes|speaker] [--conf-dir conf|conf_paper]
+#   [--corpus-dir DIR] [--split takes|speaker] [--conf-dir conf|conf_ci|conf_mixed]
 { # parsed whole before it runs: editing this file mid-run cannot change the run
 set -euo pipefail
 
