@@ -37,7 +37,8 @@ from asr_kd.utils.logging import setup_logging
 log = logging.getLogger("asr_kd")
 
 
-def _cfg(cls, args):
+def stage_config(cls, args):
+    """A stage's config: its --config files merged in order, then its --set overrides."""
     from asr_kd.utils.config import load_config
 
     return load_config(cls, args.config, args.set)
@@ -85,21 +86,22 @@ def cmd_compute_feats(a):
     from asr_kd.features import FbankConfig
     from asr_kd.steps.feats import run_compute_feats
 
-    run_compute_feats(a.data_dir, _cfg(FbankConfig, a), _device(a), a.allow_pipes)
+    run_compute_feats(a.data_dir, stage_config(FbankConfig, a), _device(a), a.allow_pipes)
 
 
 def cmd_train_mono(a):
     from asr_kd.hmm.train_mono import MonoConfig
     from asr_kd.steps.gmm import run_train_mono
 
-    run_train_mono(a.data_dir, a.lang_dir, a.exp_dir, _cfg(MonoConfig, a), _device(a))
+    run_train_mono(a.data_dir, a.lang_dir, a.exp_dir, stage_config(MonoConfig, a), _device(a))
 
 
 def cmd_train_tri(a):
     from asr_kd.hmm.train_tri import TriConfig
     from asr_kd.steps.gmm import run_train_tri
 
-    run_train_tri(a.data_dir, a.lang_dir, a.ali_dir, a.exp_dir, _cfg(TriConfig, a), _device(a))
+    run_train_tri(a.data_dir, a.lang_dir, a.ali_dir, a.exp_dir, stage_config(TriConfig, a),
+                  _device(a))
 
 
 def cmd_align(a):
@@ -107,14 +109,15 @@ def cmd_align(a):
     from asr_kd.steps.gmm import run_align
 
     # TriConfig holds every key of a mono or tri config; alignment reads only `align`
-    run_align(a.data_dir, a.lang_dir, a.model_dir, a.ali_dir, _cfg(TriConfig, a), _device(a))
+    run_align(a.data_dir, a.lang_dir, a.model_dir, a.ali_dir, stage_config(TriConfig, a),
+              _device(a))
 
 
 def cmd_train_teachers(a):
     from asr_kd.steps.dnn import run_train_teachers
     from asr_kd.train.trainer import TrainConfig
 
-    run_train_teachers(a.data_dir, a.ali_dir, a.exp_root, _cfg(TrainConfig, a), _device(a))
+    run_train_teachers(a.data_dir, a.ali_dir, a.exp_root, stage_config(TrainConfig, a), _device(a))
 
 
 def cmd_train_student(a):
@@ -122,7 +125,7 @@ def cmd_train_student(a):
     from asr_kd.train.trainer import TrainConfig
 
     group = a.group or (Path(a.config[0]).stem if a.config else "student")
-    run_train_student(a.data_dir, a.ali_dir, a.exp_dir, _cfg(TrainConfig, a), _device(a),
+    run_train_student(a.data_dir, a.ali_dir, a.exp_dir, stage_config(TrainConfig, a), _device(a),
                       teacher=a.teacher, role=a.role, group=group)
 
 
@@ -131,7 +134,7 @@ def cmd_train_specialists(a):
     from asr_kd.train.specialists import SpecialistConfig
 
     run_train_specialists(a.data_dir, a.ali_dir, a.generalist, a.exp_dir,
-                          _cfg(SpecialistConfig, a), _device(a))
+                          stage_config(SpecialistConfig, a), _device(a))
 
 
 def cmd_score_specialists(a):
@@ -144,7 +147,7 @@ def cmd_make_graph(a):
     from asr_kd.decode.graph import GraphConfig
     from asr_kd.steps.graph import run_make_graph
 
-    run_make_graph(a.lang_dir, a.model_dir, a.graph_dir, _cfg(GraphConfig, a))
+    run_make_graph(a.lang_dir, a.model_dir, a.graph_dir, stage_config(GraphConfig, a))
 
 
 def cmd_decode(a):
@@ -152,7 +155,7 @@ def cmd_decode(a):
     from asr_kd.steps.decode import run_decode
 
     run_decode(a.system, a.model, a.graph_dir, a.data_dir, a.decode_dir,
-               _cfg(DecodeConfig, a), _device(a), ali_dir=a.ali_dir, decoder=a.decoder)
+               stage_config(DecodeConfig, a), _device(a), ali_dir=a.ali_dir, decoder=a.decoder)
 
 
 def cmd_report(a):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from asr_kd.cli import _cfg, build_parser
+from asr_kd.cli import build_parser, stage_config
 from asr_kd.decode.reference import DecodeConfig
 from asr_kd.utils.config import load_config, merge
 
@@ -99,7 +99,7 @@ def test_cli_config_given_twice(tmp_path: Path):
     overlay.write_text("beam: 10.0\n")
     args = build_parser().parse_args(["decode", "m", "g", "d", "o", "--system", "s",
                                       "--config", str(base), "--config", str(overlay)])
-    assert _cfg(DecodeConfig, args) == DecodeConfig(acoustic_scale=0.1, beam=10.0,
+    assert stage_config(DecodeConfig, args) == DecodeConfig(acoustic_scale=0.1, beam=10.0,
                                                     max_active=7000)
     args = build_parser().parse_args(["decode", "m", "g", "d", "o", "--system", "s"])
-    assert _cfg(DecodeConfig, args) == DecodeConfig()
+    assert stage_config(DecodeConfig, args) == DecodeConfig()

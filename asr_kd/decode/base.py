@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from asr_kd.utils.registry import Registry
+
 
 @dataclass
 class DecodeConfig:
@@ -43,22 +45,13 @@ class Decoder:
         raise NotImplementedError
 
 
-_DECODERS: dict[str, type[Decoder]] = {}
-
-
-def register_decoder(name: str):
-    def deco(cls: type[Decoder]) -> type[Decoder]:
-        if name in _DECODERS:
-            raise ValueError(f"decoder name '{name}' registered twice")
-        _DECODERS[name] = cls
-        return cls
-
-    return deco
+_DECODERS = Registry("decoder")
+register_decoder = _DECODERS.register
 
 
 def decoder_names() -> list[str]:
     """The registered decoders, the default first."""
-    return sorted(_DECODERS, key=lambda n: (n != DEFAULT_DECODER, n))
+    return sorted(_DECODERS.names(), key=lambda n: (n != DEFAULT_DECODER, n))
 
 
 def make_decoder(name: str, hclg, cfg: DecodeConfig, device: torch.device | str = "cpu"):

@@ -12,21 +12,14 @@ import importlib
 import torch
 from torch import nn
 
-_REGISTRY: dict[str, type[nn.Module]] = {}
+from asr_kd.utils.registry import Registry
 
-
-def register(name: str):
-    def deco(cls):
-        if name in _REGISTRY:
-            raise ValueError(f"model name '{name}' registered twice")
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+_MODELS = Registry("model")
+register = _MODELS.register
 
 
 def builtin_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return _MODELS.names()
 
 
 def resolve(name: str) -> type[nn.Module]:
@@ -40,8 +33,8 @@ def resolve(name: str) -> type[nn.Module]:
         if not hasattr(module, attr):
             raise ValueError(f"model class '{name}': module '{module_name}' has no '{attr}'")
         cls = getattr(module, attr)
-    elif name in _REGISTRY:
-        cls = _REGISTRY[name]
+    elif name in _MODELS:
+        cls = _MODELS[name]
     else:
         raise ValueError(f"unknown model '{name}' (built-ins: {', '.join(builtin_models())}; "
                          f"or give 'package.module:Class')")
