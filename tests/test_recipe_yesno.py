@@ -34,9 +34,17 @@ def test_results_contract_and_wer(yesno_run):
         assert s["params"] > 0
         assert len((rdir / s["hyp"]).read_text().splitlines()) == 29
     assert set(results["systems"]) == set(MAX_ERRORS)
+    # Frame accuracy is scored against the test set's monophone alignments. A floor from the
+    # data alone: always guessing the commonest pdf there scores `chance` (a silence state with
+    # a fifth of the frames: 19.79% in a run).
+    counts = np.bincount(np.concatenate(list(read_int_vectors(
+        rdir / "exp/mono_ali_test_yesno/ali.ark").values())))
+    chance = 100 * counts.max() / counts.sum()
+    # The fixed bounds are docs/results/yesno.md's run of this recipe with the same conf/
+    # (mono 90.32, the DNNs 84.83-87.67), about 5 points lower.
     assert results["systems"]["mono"]["frame_acc"] > 85.0
     for name in MAX_ERRORS:
-        assert results["systems"][name]["frame_acc"] > 80.0, name
+        assert results["systems"][name]["frame_acc"] > max(80.0, chance), (name, chance)
     assert (rdir / "exp/RESULTS.md").exists() and (rdir / "exp/plots/results.png").exists()
 
 
