@@ -214,9 +214,14 @@ def fbank(
         if seeds is None:
             noise = torch.randn(x.shape, device=device, dtype=x.dtype)
         else:
-            noise = torch.stack([
-                torch.randn((T, w), generator=torch.Generator().manual_seed(int(seed)))
-                for seed in seeds]).to(device)
+            # Each utterance's noise is drawn for its own frames only, then padded: torch's
+            # CPU randn redraws the last 16 values of a draw whose size is not a multiple of
+            # 16, so a draw sized by the batch's longest utterance gave an utterance other
+            # noise in its last frame depending on the utterances batched with it.
+            noise = x.new_zeros(x.shape)
+            for b, (seed, nf) in enumerate(zip(seeds, frames_per_utt.tolist(), strict=True)):
+                gen = torch.Generator().manual_seed(int(seed))
+                noise[b, :nf] = torch.randn((nf, w), generator=gen).to(device)
         x = x + cfg.dither * noise
     if cfg.remove_dc_offset:
         x = x - x.mean(dim=-1, keepdim=True)

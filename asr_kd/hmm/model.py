@@ -17,7 +17,7 @@ from asr_kd.features.transforms import add_deltas, mfcc_from_fbank
 from asr_kd.hmm.context import ContextDependency
 from asr_kd.hmm.gmm import DiagGmm
 from asr_kd.hmm.transitions import TransitionModel
-from asr_kd.utils.io import atomic_path
+from asr_kd.utils.io import save_torch
 
 
 @dataclass
@@ -58,8 +58,7 @@ class GmmHmm:
         obj = {"kind": "gmm-hmm", "transitions": self.tm.state_dict(),
                "gmm": self.gmm.state_dict(), "feature": asdict(self.feature),
                "tree": self.ctx.to_json()}
-        with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
+        save_torch(path, obj)  # equal models, equal bytes
 
     def to(self, device) -> GmmHmm:
         return GmmHmm(self.tm, self.gmm.to(device), self.feature, self.ctx)
