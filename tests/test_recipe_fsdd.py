@@ -81,7 +81,11 @@ def test_table1(fsdd_run):
     assert (systems["student_tdnn_kd"]["params"] == systems["student_tdnn_hard"]["params"]
             < teachers[1]["params"])
     # Averaging helps: above the members' mean. With mixed members the strongest one (here
-    # the TDNN) may be as good as the ensemble (CI run: ensemble 72.52, TDNN 72.50, mean 69.67).
+    # the TDNN) may be as good as the ensemble (CI run on monophone targets: ensemble 72.52,
+    # TDNN 72.50, mean 69.67; a 2026-12 run on tri1 targets: 70.81, 68.73, 67.18). The bounds
+    # leave room for seed noise below those runs: the ensemble at least 1.0 above the mean
+    # (2.85 and 3.64 there), the best member at most 0.5 above the ensemble. (The full mixed
+    # config, five members, puts the ensemble 1.3 points above its best: docs/results/fsdd.md.)
     accs = [t["frame_acc"] for t in teachers]
     assert ens["frame_acc"] > sum(accs) / len(accs) + 1.0
     assert ens["frame_acc"] > max(accs) - 0.5
@@ -105,8 +109,21 @@ def test_table1(fsdd_run):
         assert results["kept_by_student"][student] == pytest.approx(
             (kd - hard) / (ens["frame_acc"] - hard), abs=1e-3)
     assert results["kept"] == results["kept_by_student"]["student"]
+    # The same figure by hand from each decode's own scores.json, not through the report's
+    # systems table: (kd - hard) / (ensemble - hard), to 4 places.
+    acc = {name: json.loads((rdir / f"exp/{name}/decode_test/scores.json").read_text())[
+        "frame_acc"] for name in ("ensemble", "student_hard", "student_kd", "student_tdnn_hard",
+                                  "student_tdnn_kd")}
+    for student in ("student", "student_tdnn"):
+        kd, hard = acc[f"{student}_kd"], acc[f"{student}_hard"]
+        assert acc["ensemble"] != hard
+        assert results["kept_by_student"][student] == round(
+            (kd - hard) / (acc["ensemble"] - hard), 4), student
     for name, s in systems.items():
-        assert s["wer"] <= 5.0, (name, s["kaldi_line"])  # CI run: at most 3.0%
+        # A regression bound, not a target: 5% is 10 of the 200 one-digit test utterances.
+        # CI runs had at most 3.0% (monophone targets) and 3.5% (tri1 targets, student_hard);
+        # the full configs score 0.00-1.00% (docs/results/fsdd.md).
+        assert s["wer"] <= 5.0, (name, s["kaldi_line"])
         assert len((rdir / s["hyp"]).read_text().splitlines()) == 200
     md = (rdir / "exp/RESULTS.md").read_text()
     assert "kept = (student_kd - student_hard) / (ensemble - student_hard)" in md
@@ -123,7 +140,10 @@ def test_sweeps_and_table5(fsdd_run):
         assert r["percent"] == 3 and r["utts"] == round(0.03 * 1620)
         assert len(r["valid_acc_by_epoch"]) == len(r["train_acc_by_epoch"]) > 1
     # Soft targets as a regulariser (the paper's section 6): at 3% of the data they beat hard
-    # targets by several points (CI config: 52.6% vs 43.1%; full config: 58.5% vs 45.9%).
+    # targets by several points (CI config: 52.6% vs 43.1% on monophone targets, 47.8% vs
+    # 40.6% on tri1 targets; full config: 58.5% vs 45.9%, docs/results/fsdd.md; the paper:
+    # 57.0% vs 44.5%). The bound, 3 points, is the direction the paper reports with under half
+    # the smallest of these gaps (7.1).
     assert share["soft"]["test_frame_acc"] > share["hard"]["test_frame_acc"] + 3
     for plot in ("results", "temperature", "share"):
         assert (rdir / f"exp/plots/{plot}.png").stat().st_size > 1000
@@ -198,6 +218,9 @@ def test_kept_over_seeds(fsdd_run):
     hard, kd = (json.loads((rdir / f"exp/seeds/{k}_s101/decode_test/scores.json").read_text())
                 for k in ("hard", "kd"))
     assert (other["hard"], other["kd"]) == (hard["frame_acc"], kd["frame_acc"])
+    ens_file = json.loads((rdir / "exp/ensemble/decode_test/scores.json").read_text())
+    assert other["kept"] == round((kd["frame_acc"] - hard["frame_acc"]) /
+                                  (ens_file["frame_acc"] - hard["frame_acc"]), 4)
     assert hard["params"] == kd["params"] == results["systems"]["student_hard"]["params"]
     # Another seed: another validation split, other weights. (Test accuracies may still tie:
     # in one CI run both hard-target students scored 56.8077%.)
