@@ -16,6 +16,8 @@ import torch
 
 from asr_kd.utils.registry import Registry
 
+DEFAULT_DECODER = "reference"  # kaldi-decoder's FasterDecoder: the one the figures are quoted with
+
 
 @dataclass
 class DecodeConfig:
@@ -63,6 +65,3 @@ def make_decoder(name: str, hclg, cfg: DecodeConfig, device: torch.device | str 
 def decode_marker(decoder: str) -> str:
     """The done-marker of a decode dir names its decoder: switching decoders redoes it."""
     return f"done_{decoder}"
-
-
-DEFAULT_DECODER = "reference"
