@@ -198,9 +198,11 @@ def _specialists(runs: list[Run], test_set: str, primary: dict | None) -> dict |
         return None
     clusters = json.loads((spec.path / "clusters.json").read_text())["clusters"]
     generalist = Path(spec.info["teacher"]).parent.name
-    model = str(spec.path / "final.pt")
+    # run.json paths are as the recipe gave them (relative to the recipe dir, where the report
+    # runs), exp_dir as the caller gave it: compare them resolved.
+    model = (spec.path / "final.pt").resolve()
     students = [r.name for r in runs if r.role == "student" and r.info.get("teacher")
-                and Path(r.info["teacher"]) == Path(model)]
+                and Path(r.info["teacher"]).resolve() == model]
     shown = [generalist, spec.name, *students]
     if primary is not None:
         shown += [primary["soft"].name, primary["hard"].name]
