@@ -14,9 +14,14 @@ it there; the archive is deleted once unpacked, and a failure leaves nothing beh
 an earlier download). CMU publishes no sha256:
 an unpinned archive's sha256 is logged, and `--sha256` pins it.
 
+`transfer` (after `prepare`) writes data/transfer_librispeech_subset and
+data/transfer_librispeech_dev_clean, LibriSpeech audio untranscribed, for distillation
+(local/transfer.py); AN4's own audio is never a transfer set of this recipe.
+
 Usage (from the repository root; run.sh: `local_py an4 ...`, see local/cli.py):
     python -m local.an4 download --dest corpus [--no-shared]   # prints the corpus dir
     python -m local.an4 prepare --corpus-dir DIR --data-dir data [--lm-order 3]
+    python -m local.an4 transfer --data-dir data [--force]
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from asr_kd.lang.ngram import train_kneser_ney
 from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text
 from local.cli import Corpus
 from local.common import logger, unpacked
+from local.transfer import command as transfer_command
 
 SHARED_CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "an4"
 AN4_URL = "http://www.speech.cs.cmu.edu/databases/an4/an4_sphere.tar.gz"  # 64 MB, as Kaldi's
@@ -114,11 +120,8 @@ def read_split(corpus_dir: Path, name: str, lexicon, fillers: set[str]):
         if not m or m[2] != base:
             raise ValueError(f"{tr_path}:{lineno}: expected 'WORDS ({base})' to match "
                              f"{ids_path}:{lineno}, got {line!r}")
-        parts = base.split("-")
-        if len(parts) != 3:
-            raise ValueError(f"{ids_path}:{lineno}: utterance id '{base}' is not like "
-                             f"an251-fash-b (no speaker in the middle)")
-        spk, utt = parts[1], f"{parts[1]}-{base}"  # Kaldi: the speaker id comes first
+        spk = speaker_of(base, f"{ids_path}:{lineno}")
+        utt = f"{spk}-{base}"  # Kaldi: the speaker id comes first
         words = [w for w in m[1].split() if w not in fillers]  # <s> </s> <sil>
         for w in words:
             if w not in lexicon:
@@ -126,13 +129,40 @@ def read_split(corpus_dir: Path, name: str, lexicon, fillers: set[str]):
                                  f"in {etc / 'an4.dic'}")
         if not words:
             raise ValueError(f"{tr_path}:{lineno}: utterance '{base}': empty transcript")
-        stem = corpus_dir / "wav" / fid
-        audio = next((a for a in (stem.with_name(stem.name + x) for x in AUDIO) if a.is_file()),
-                     None)
-        if audio is None:
-            raise ValueError(f"{ids_path}:{lineno}: no audio file {stem}.wav or {stem}.sph")
+        audio = find_audio(corpus_dir, fid, f"{ids_path}:{lineno}")
         wav[utt], text[utt], utt2spk[utt] = str(audio.resolve()), words, spk
     return wav, text, utt2spk
+
+
+def speaker_of(base: str, where: str) -> str:
+    """The speaker of an utterance id like an251-fash-b (the middle part)."""
+    parts = base.split("-")
+    if len(parts) != 3:
+        raise ValueError(f"{where}: utterance id '{base}' is not like an251-fash-b (no speaker "
+                         f"in the middle)")
+    return parts[1]
+
+
+def find_audio(corpus_dir: Path, fid: str, where: str) -> Path:
+    """The audio file of file id `fid` (`wav/<fid>.wav` or `.sph`); `where` names the line of
+    the file list it comes from, for the error where there is none."""
+    stem = corpus_dir / "wav" / fid
+    audio = next((a for a in (stem.with_name(stem.name + x) for x in AUDIO) if a.is_file()), None)
+    if audio is None:
+        raise ValueError(f"{where}: no audio file {stem}.wav or {stem}.sph")
+    return audio
+
+
+def audio_files(corpus_dir) -> list[tuple[str, str, Path]]:
+    """(speaker, file base name, audio file) of every file id in both splits' file lists, train
+    then test, in file-list order; no transcripts are read (transfer sets, local/transfer.py)."""
+    corpus_dir, out = Path(corpus_dir), []
+    for name in SPLITS.values():
+        ids_path = corpus_dir / "etc" / f"{name}.fileids"
+        for lineno, fid in enumerate(ids_path.read_text().split(), 1):
+            base, where = fid.rsplit("/", 1)[-1], f"{ids_path}:{lineno}"
+            out.append((speaker_of(base, where), base, find_audio(corpus_dir, fid, where)))
+    return out
 
 
 def prepare_an4(corpus_dir, output_dir, lm_order: int = 3, force: bool = False):
@@ -190,7 +220,9 @@ def _prepare_args(p) -> None:
 
 
 CLI = Corpus("an4", __doc__, download_an4, prepare_an4, holds="etc/ and wav/", url=AN4_URL,
-             download_args=_download_args, prepare_args=_prepare_args)
+             download_args=_download_args, prepare_args=_prepare_args,
+             commands={"transfer": transfer_command(
+                 "an4", ("librispeech_subset", "librispeech_dev_clean"))})
 main = CLI.main
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python -m local.<corpus> download [--corpus-dir DIR] [--dest corpus] [--url URL]
                                       [--sha256 HEX] [--force] [--no-progress]
     python -m local.<corpus> prepare --corpus-dir DIR [--data-dir data] [--force]
+    python -m local.<an4|librispeech|fsdd> transfer [--data-dir data] [--force]
 
 from the repository root, or from recipes/<corpus>/ as run.sh does it, `local_py <corpus> ...`
 (recipes/common/options.sh: the checkout, ../.., on PYTHONPATH).
@@ -16,8 +17,10 @@ writes the Kaldi data dirs, `local/dict` and `local/lm.arpa` under `--data-dir` 
 
 A corpus module plugs in with a `Corpus`: its download and prepare functions and the options of
 its own (an4's `--no-shared`, `--lm-order`, ...), whose values reach those functions as keyword
-arguments named after the options. A ValueError or OSError ends the command with `error: ...` on
-stderr and exit status 1.
+arguments named after the options, and commands of its own (`Command`): librispeech's
+`download-lm`, and `transfer` (an4, librispeech, fsdd: untranscribed audio of other corpora as
+data dirs, its options the same in each; local/transfer.py). A ValueError or OSError ends the
+command with `error: ...` on stderr and exit status 1.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""What the corpus modules of `local` share: their log, fetching and unpacking archives."""
+"""What the corpus modules of `local` share: their log, where the shared corpora are, fetching
+and unpacking archives."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from pathlib import Path
 
 from asr_kd.utils.archive import download, safe_extract, sha256sum
 from asr_kd.utils.io import atomic_path
+
+# The shared, read-only corpora beside the checkout (<repo>/../shared/corpora).
+SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 
 
 def logger(corpus: str) -> Callable[[str], None]:

@@ -1,19 +1,30 @@
 """The Free Spoken Digit Dataset (FSDD): download and Kaldi-style data preparation.
 
 Isolated English digits, 8 kHz mono 16-bit, `recordings/{digit}_{speaker}_{index}.wav`, 50 takes
-of each digit per speaker (the shared copy has 4 speakers, 2000 files). The usual split holds out
-takes 0-4 of every digit and speaker as test; `--split speaker` holds out one whole speaker.
-The lexicon comes from CMUdict without stress marks; the grammar accepts exactly one digit.
+of each digit per speaker (the shared copy has 4 speakers, 2000 files). `--split`:
+
+- `both` (the default): the speakers other than `--test-speaker` (theo) train on takes 5-49;
+  their takes 0-4 are `test` (seen voices), and all of the test speaker's recordings
+  `test_unseen` (a voice never heard). Shared copy: 1350 train, 150 test, 500 test_unseen.
+- `takes`: the usual split, takes 0-4 of every digit and speaker are `test` (200), the rest train.
+- `speaker`: the test speaker's recordings are `test` (500), the other speakers' train.
+
+A `test_unseen` left by an earlier `both` goes when another split is prepared (it would share a
+speaker with train). The lexicon comes from CMUdict without stress marks; the grammar accepts
+exactly one digit. `transfer` writes data/transfer_an4, AN4's audio untranscribed, for
+distillation (local/transfer.py).
 
 Usage (from the repository root; run.sh: `local_py fsdd ...`, see local/cli.py):
     python -m local.fsdd download --dest corpus          # prints the corpus dir to use
-    python -m local.fsdd prepare --corpus-dir DIR --data-dir data [--split speaker]
+    python -m local.fsdd prepare --corpus-dir DIR --data-dir data [--split both|takes|speaker]
+    python -m local.fsdd transfer --data-dir data [--force]
 """
 
 from __future__ import annotations
 
 import math
 import re
+import shutil
 from pathlib import Path
 
 from asr_kd.data import load_data_dir, write_data_dir
@@ -21,6 +32,7 @@ from asr_kd.utils.archive import safe_extract
 from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text
 from local.cli import Corpus
 from local.common import fetch, logger
+from local.transfer import command as transfer_command
 
 FSDD_URL = ("https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/"
             "master.tar.gz")
@@ -29,6 +41,7 @@ SHARED_CORPUS_DIR = SHARED / "fsdd"
 SHARED_CMUDICT = SHARED / "cmudict" / "cmudict.dict"
 DIGITS = ["ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE"]
 TEST_TAKES = range(5)  # the usual split: takes 0-4 of every digit and speaker are test
+SPLITS = ("both", "takes", "speaker")
 _NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)$")
 
 _log = logger("fsdd")
@@ -142,17 +155,33 @@ def _write_set(out: Path, recs: list[tuple[str, int, int, Path]]) -> None:
     write_data_dir(out, wav, text, utt2spk)
 
 
-def prepare_fsdd(corpus_dir, output_dir, split: str = "takes", test_speaker: str = "theo",
+def _set_of(rec: tuple[str, int, int, Path], split: str, test_speaker: str) -> str:
+    """The data dir recording `rec` (speaker, digit, take, path) goes to under `split`."""
+    spk, _, take, _ = rec
+    if split == "takes":
+        return "test" if take in TEST_TAKES else "train"
+    if split == "speaker":
+        return "test" if spk == test_speaker else "train"
+    if spk == test_speaker:  # both
+        return "test_unseen"
+    return "test" if take in TEST_TAKES else "train"
+
+
+def prepare_fsdd(corpus_dir, output_dir, split: str = "both", test_speaker: str = "theo",
                  cmudict=SHARED_CMUDICT, force: bool = False) -> dict[str, Path]:
-    """Write `train`, `test`, `local/dict` and `local/lm.arpa` under `output_dir`.
+    """Write `train`, `test` (and for `split` both `test_unseen`), `local/dict` and
+    `local/lm.arpa` under `output_dir` (the splits: see the module docstring).
 
     A rerun is skipped when every `.done` marker is there and the split options are the same.
     """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split '{split}' (expected {', '.join(SPLITS)})")
     corpus_dir, out = Path(corpus_dir), Path(output_dir)
-    paths = {"train": out / "train", "test": out / "test", "dict": out / "local" / "dict",
-             "lm": out / "local" / "lm.arpa"}
-    stages = [paths["train"], paths["test"], paths["dict"], out / "local"]
-    opts = f"split={split}" + (f" test_speaker={test_speaker}" if split == "speaker" else "")
+    sets = ["train", "test", "test_unseen"] if split == "both" else ["train", "test"]
+    paths = {k: out / k for k in sets}
+    paths.update(dict=out / "local" / "dict", lm=out / "local" / "lm.arpa")
+    stages = [*(paths[k] for k in sets), paths["dict"], out / "local"]
+    opts = f"split={split}" + (f" test_speaker={test_speaker}" if split != "takes" else "")
     opts_file = out / "local" / "fsdd_options"
     if (not force and all(is_done(d) for d in stages) and opts_file.is_file()
             and opts_file.read_text().strip() == opts):
@@ -160,21 +189,18 @@ def prepare_fsdd(corpus_dir, output_dir, split: str = "takes", test_speaker: str
         return paths
     for d in stages:
         clear_done(d)
+    if split != "both" and (out / "test_unseen").exists():
+        shutil.rmtree(out / "test_unseen")  # an earlier `both`'s: it shares a speaker with train
+        _log(f"removed {out / 'test_unseen'} (split={split} has none)")
 
     prons = read_cmudict(cmudict, DIGITS)
     recs = _parse(corpus_dir)
-    if split == "takes":
-        is_test = [take in TEST_TAKES for _, _, take, _ in recs]
-    elif split == "speaker":
-        speakers = sorted({r[0] for r in recs})
-        if test_speaker not in speakers:
-            raise ValueError(f"{corpus_dir / 'recordings'}: no speaker '{test_speaker}' "
-                             f"(speakers: {', '.join(speakers)})")
-        is_test = [r[0] == test_speaker for r in recs]
-    else:
-        raise ValueError(f"unknown split '{split}' (expected 'takes' or 'speaker')")
-    _write_set(paths["train"], [r for r, t in zip(recs, is_test) if not t])
-    _write_set(paths["test"], [r for r, t in zip(recs, is_test) if t])
+    speakers = sorted({r[0] for r in recs})
+    if split != "takes" and test_speaker not in speakers:
+        raise ValueError(f"{corpus_dir / 'recordings'}: no speaker '{test_speaker}' "
+                         f"(speakers: {', '.join(speakers)})")
+    for k in sets:
+        _write_set(paths[k], [r for r in recs if _set_of(r, split, test_speaker) == k])
 
     lexicon = [f"{w} {' '.join(p)}" for w in sorted(prons) for p in prons[w]]
     phones = sorted({p for ps in prons.values() for pron in ps for p in pron})
@@ -187,23 +213,27 @@ def prepare_fsdd(corpus_dir, output_dir, split: str = "takes", test_speaker: str
     write_text(paths["lm"], grammar_arpa())
     write_text(opts_file, opts + "\n")
 
-    n = {k: len(load_data_dir(paths[k]).utts) for k in ("train", "test")}
+    n = {k: len(load_data_dir(paths[k]).utts) for k in sets}
     for stage in stages:  # `local` last: it stands for the whole preparation
         mark_done(stage)
-    _log(f"prepared {n['train']} train and {n['test']} test utterances ({opts}) under {out}; "
-         f"lexicon {len(lexicon)} prons, {len(phones)} phones")
+    _log(f"prepared {', '.join(f'{v} {k}' for k, v in n.items())} utterances ({opts}) under "
+         f"{out}; lexicon {len(lexicon)} prons, {len(phones)} phones")
     return paths
 
 
 def _prepare_args(p) -> None:
-    p.add_argument("--split", choices=["takes", "speaker"], default="takes",
-                   help="takes: test = takes 0-4 of everything; speaker: hold out a speaker")
-    p.add_argument("--test-speaker", default="theo", help="held-out speaker for --split speaker")
+    p.add_argument("--split", choices=SPLITS, default="both",
+                   help="both: test = takes 0-4 of the other speakers, test_unseen = the test "
+                        "speaker; takes: test = takes 0-4 of everything; speaker: test = the "
+                        "test speaker")
+    p.add_argument("--test-speaker", default="theo",
+                   help="held-out speaker for --split both and speaker")
     p.add_argument("--cmudict", type=Path, default=SHARED_CMUDICT)
 
 
 CLI = Corpus("fsdd", __doc__, download_fsdd, prepare_fsdd, holds="recordings/", url=FSDD_URL,
-             prepare_args=_prepare_args)
+             prepare_args=_prepare_args,
+             commands={"transfer": transfer_command("fsdd", ("an4",))})
 main = CLI.main
 
 if __name__ == "__main__":

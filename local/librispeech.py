@@ -27,11 +27,15 @@ publish none, so those files are fetched, their sha256 logged, and `--checksums 
 (sha256sum's format, `HEX  NAME` per line) pins them. An archive is unpacked beside the corpus
 and its part moved in only once complete; a failed download leaves nothing behind.
 
+`transfer` (after `prepare`) writes data/transfer_an4, AN4's audio untranscribed, for
+distillation (local/transfer.py); LibriSpeech audio is never a transfer set of these recipes.
+
 Usage (from the repository root; run.sh: `local_py librispeech ...`, see local/cli.py):
     python -m local.librispeech download --dest corpus --parts train-clean-5 dev-clean-2
     python -m local.librispeech download-lm --dest corpus/lm --files librispeech-lexicon.txt
     python -m local.librispeech prepare --corpus-dir DIR --data-dir data \\
         --train train-clean-5 --test dev-clean-2 [--lexicon FILE] [--arpa FILE]
+    python -m local.librispeech transfer --data-dir data [--force]
 Without --parts, `download` finds the shared hour (librispeech_subset).
 """
 
@@ -49,6 +53,7 @@ from asr_kd.utils.io import atomic_path, clear_done, is_done, mark_done, write_l
 from local.cli import Command, Corpus
 from local.common import fetch, logger, remove_if_empty, unpacked
 from local.fsdd import read_cmudict
+from local.transfer import command as transfer_command
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 SHARED_CORPUS_DIR = SHARED / "librispeech_subset"
@@ -226,6 +231,21 @@ def read_part(part_dir: Path) -> dict[str, tuple[Path, str, list[str]]]:
             out[utt] = (flac.resolve(), utt.split("-")[0], words)
     if not out:
         raise ValueError(f"{part_dir}: no */*/*.trans.txt transcripts")
+    return out
+
+
+def audio_files(part_dir, ext: str = "flac") -> list[tuple[str, str, Path]]:
+    """(speaker, utterance id, audio file) of every `<spk>/<chap>/<spk>-<chap>-<nnnn>.<ext>`
+    under `part_dir`, sorted; transcripts are not read (transfer sets: local/transfer.py)."""
+    part_dir, out = Path(part_dir), []
+    for f in sorted(part_dir.glob(f"*/*/*.{ext}")):
+        spk, chap = f.parent.parent.name, f.parent.name
+        if not re.fullmatch(rf"{re.escape(spk)}-{re.escape(chap)}-\d+", f.stem):
+            raise ValueError(f"{f}: not named <speaker>-<chapter>-<n>.{ext} after its folders "
+                             f"<speaker>/<chapter>/")
+        out.append((spk, f.stem, f))
+    if not out:
+        raise ValueError(f"{part_dir}: no */*/*.{ext} audio files")
     return out
 
 
@@ -457,7 +477,8 @@ CLI = Corpus(
     archive=False, download_args=_download_args, prepare_args=_prepare_args,
     commands={"download-lm": Command(
         "download resource 11 files; prints their directory",
-        lambda dest, **kw: download_lm(dest, **kw), _download_lm_args)})
+        lambda dest, **kw: download_lm(dest, **kw), _download_lm_args),
+        "transfer": transfer_command("librispeech", ("an4",))})
 main = CLI.main
 
 if __name__ == "__main__":

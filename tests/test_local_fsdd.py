@@ -27,7 +27,7 @@ SPEAKERS = {"jackson", "nicolas", "theo", "yweweler"}
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     data = tmp_path_factory.mktemp("fsdd") / "data"
-    return corpus("fsdd"), data, fsdd.prepare_fsdd(corpus("fsdd"), data)
+    return corpus("fsdd"), data, fsdd.prepare_fsdd(corpus("fsdd"), data, split="takes")
 
 
 def test_takes_split(prepared):
@@ -56,6 +56,34 @@ def test_takes_split(prepared):
     assert (dct / "optional_silence.txt").read_text() == "SIL\n"
     for d in ("train", "test", "local", "local/dict"):
         assert (data / d / ".done").exists()
+
+
+def test_both_split_default(tmp_path):
+    """The default: theo unseen (all 500 takes in test_unseen); the other three speakers' takes
+    0-4 test, 5-49 train."""
+    src, data = corpus("fsdd"), tmp_path / "data"
+    paths = fsdd.prepare_fsdd(src, data)
+    sets = {k: load_data_dir(paths[k]) for k in ("train", "test", "test_unseen")}
+    assert {k: len(d.utts) for k, d in sets.items()} == {"train": 1350, "test": 150,
+                                                         "test_unseen": 500}
+    seen = SPEAKERS - {"theo"}
+    assert set(sets["train"].spk2utt) == set(sets["test"].spk2utt) == seen
+    assert set(sets["test_unseen"].spk2utt) == {"theo"}
+    assert not set(sets["test_unseen"].spk2utt) & set(sets["train"].spk2utt)
+    for k, takes in (("train", range(5, 50)), ("test", range(5)), ("test_unseen", range(50))):
+        assert {int(u.split("_")[2]) for u in sets[k].utts} == set(takes)
+    utts = [u for d in sets.values() for u in d.utts]
+    wavs = [w for d in sets.values() for w in d.wav.values()]
+    assert len(set(utts)) == len(utts) == 2000 and len(set(wavs)) == 2000  # no utterance twice
+    assert sets["test_unseen"].text["theo_7_33"] == ["SEVEN"]
+    assert (data / "local" / "fsdd_options").read_text() == "split=both test_speaker=theo\n"
+    for d in ("train", "test", "test_unseen", "local", "local/dict"):
+        assert (data / d / ".done").exists()
+
+    # Another test speaker is another split: redone.
+    paths = fsdd.prepare_fsdd(src, data, test_speaker="nicolas")
+    assert set(load_data_dir(paths["test_unseen"]).spk2utt) == {"nicolas"}
+    assert "theo" in load_data_dir(paths["train"]).spk2utt
 
 
 def test_grammar_accepts_exactly_one_digit(prepared, tmp_path):
@@ -90,13 +118,22 @@ def test_speaker_split_rerun_and_errors(tmp_path):
     assert paths["lm"].read_text() == "stale\n"
     fsdd.prepare_fsdd(src, data)
     assert paths["lm"].read_text() == fsdd.grammar_arpa()
+    assert len(load_data_dir(paths["test"]).utts) == 150
+    assert len(load_data_dir(data / "test_unseen").utts) == 500
+    # A split without test_unseen removes the one `both` left: it would share theo with train.
+    fsdd.prepare_fsdd(src, data, split="takes")
     assert len(load_data_dir(paths["test"]).utts) == 200
+    assert not (data / "test_unseen").exists()
 
-    with pytest.raises(ValueError) as e:
-        fsdd.prepare_fsdd(src, data, split="speaker", test_speaker="george")
-    assert str(e.value) == (f"{src / 'recordings'}: no speaker 'george' "
-                            f"(speakers: jackson, nicolas, theo, yweweler)")
-    assert not (data / "local" / ".done").exists()  # a failed run leaves no stale marker
+    for split in ("speaker", "both"):
+        with pytest.raises(ValueError) as e:
+            fsdd.prepare_fsdd(src, data, split=split, test_speaker="george")
+        assert str(e.value) == (f"{src / 'recordings'}: no speaker 'george' "
+                                f"(speakers: jackson, nicolas, theo, yweweler)")
+        assert not (data / "local" / ".done").exists()  # a failed run leaves no stale marker
+    with pytest.raises(ValueError, match="unknown split 'digits' \\(expected both, takes, "
+                                         "speaker\\)"):
+        fsdd.prepare_fsdd(src, data, split="digits")
 
     cmu = tmp_path / "cmudict.dict"
     cmu.write_text("".join(ln + "\n" for ln in (corpus("cmudict") / "cmudict.dict")
