@@ -2,6 +2,7 @@
 
     asr-kd validate-data DATA_DIR [--sample-rate N [--resample]] [--lang LANG_DIR] \
         [--ali-dir ALI_DIR] [--drop-bad]
+    asr-kd perturb-speed DATA_DIR OUT_DIR --factors 0.9 1.1
     asr-kd make-lang DICT_DIR LANG_DIR --arpa LM.arpa
     asr-kd compute-feats DATA_DIR --config conf/fbank.yaml
     asr-kd train-mono DATA_DIR LANG_DIR EXP_DIR --config conf/mono.yaml
@@ -72,6 +73,14 @@ def cmd_validate_data(a):
     backup, kept, dropped = drop_bad(v)
     print(f"{a.data_dir}: kept {len(kept)} of {len(kept) + len(dropped)} utterances, dropped "
           f"{len(dropped)}" + (f"; report and original files in {backup}" if backup else ""))
+
+
+def cmd_perturb_speed(a):
+    from asr_kd.data.perturb import perturb_speed
+
+    d = perturb_speed(a.data_dir, a.out_dir, a.factors)
+    speeds = " ".join(f"{f:g}" for f in sorted({1.0, *d.reco2speed.values()}))
+    print(f"{a.out_dir}: {len(d.utts)} utterances, {len(d.spk2utt)} speakers, speeds {speeds}")
 
 
 def cmd_make_lang(a):
@@ -174,6 +183,7 @@ def cmd_evaluate(a):
 # verb -> (handler, positional args, the dir whose done-marker means "skip", marker name)
 VERBS = {
     "validate-data": (cmd_validate_data, ["data_dir"], None, None),
+    "perturb-speed": (cmd_perturb_speed, ["data_dir", "out_dir"], "out_dir", "perturb"),
     "make-lang": (cmd_make_lang, ["dict_dir", "lang_dir"], "lang_dir", "done"),
     "compute-feats": (cmd_compute_feats, ["data_dir"], "data_dir", "feats"),
     "train-mono": (cmd_train_mono, ["data_dir", "lang_dir", "exp_dir"], "exp_dir", "done"),
@@ -211,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run wav.scp entries that are shell pipes")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. distill.temperature=5")
+        if verb == "perturb-speed":
+            sp.add_argument("--factors", type=float, nargs="+", default=[0.9, 1.1],
+                            help="a copy of every utterance per factor, read at that speed "
+                                 "(ids prefixed sp<factor>-); the originals are kept as well")
         if verb == "make-lang":
             sp.add_argument("--arpa", default=None, help="ARPA LM to convert into G.fst")
             sp.add_argument("--sil-prob", type=float, default=0.5)

@@ -133,11 +133,14 @@ def iter_utterance_audio(
 ) -> Iterator[tuple[str, np.ndarray, int]]:
     """Yield `(utt, samples, sample_rate)` for every utterance in sorted order.
 
-    Segments are cut as samples[round(start*sr):round(end*sr)]. The last recording read is
-    cached, since the segments of one recording are adjacent in sorted order. With
-    `sample_rate`, a recording at another rate is resampled to it if `resample_audio`, else it
-    is a problem. Problems name the wav.scp line and go to `report` (default: raised); an
-    utterance with a problem is skipped.
+    A recording with a speed f in reco2speed is perturbed as sox's `speed f` does it: its
+    samples are taken as recorded at round(sr*f) Hz and resampled to sr, so pitch and tempo
+    both change by f and N samples become about N/f. Segments are then cut from the perturbed
+    recording as samples[round(start*sr):round(end*sr)]. The last recording read is cached,
+    since the segments of one recording are adjacent in sorted order. With `sample_rate`, a
+    recording at another rate is resampled to it if `resample_audio` (in the same resampling as
+    the speed change), else it is a problem. Problems name the wav.scp line and go to `report`
+    (default: raised); an utterance with a problem is skipped.
     """
     wav_p = datadir.path / "wav.scp"
     cached: tuple[str, np.ndarray | str, int] | None = None  # (rec, samples or problem, rate)
@@ -148,7 +151,7 @@ def iter_utterance_audio(
         else:
             if cached is None or cached[0] != rec:
                 cached = (rec, *_read_recording(datadir.wav[rec], allow_pipes, sample_rate,
-                                                resample_audio))
+                                                resample_audio, datadir.speed_of(rec)))
             _, samples, sr = cached
             problem = samples if isinstance(samples, str) else None
         if problem is None and datadir.segments is not None:
@@ -167,16 +170,24 @@ def iter_utterance_audio(
         yield utt, samples, sr
 
 
-def _read_recording(spec: str, allow_pipes: bool, sample_rate: int | None,
-                    resample_audio: bool) -> tuple[np.ndarray | str, int | None]:
-    """(samples, rate) of one wav.scp entry at `sample_rate` if given, or (problem, None)."""
+def _read_recording(spec: str, allow_pipes: bool, sample_rate: int | None, resample_audio: bool,
+                    speed: float = 1.0) -> tuple[np.ndarray | str, int | None]:
+    """(samples, rate) of one wav.scp entry at `speed` and at `sample_rate` if given, or
+    (problem, None)."""
     try:
         samples, sr = read_audio(spec, allow_pipes=allow_pipes)
     except AudioError as e:
         return str(e), None
+    to_rate = sr
     if sample_rate is not None and sr != sample_rate:
         if not resample_audio:
             return (f"audio '{spec}': sample rate {sr} Hz, expected {sample_rate} Hz "
                     "(resampling is off)"), None
-        samples, sr = resample(samples, sr, sample_rate), sample_rate
-    return samples, sr
+        to_rate = sample_rate
+    # sox `speed`: the samples as if recorded at sr*speed, resampled to the rate wanted.
+    from_rate = sr if speed == 1.0 else round(sr * speed)
+    if from_rate < 1:
+        return f"audio '{spec}': speed {speed} is too slow for {sr} Hz audio", None
+    if from_rate != to_rate:
+        samples = resample(samples, from_rate, to_rate)
+    return samples, to_rate

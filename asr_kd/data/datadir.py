@@ -3,6 +3,8 @@
 A data dir holds `wav.scp` (`<rec> <path>` or `<rec> <command> |`), `text` (`<utt> WORD...`),
 `utt2spk`, `spk2utt` and optionally `segments` (`<utt> <rec> <start_s> <end_s>`). Without
 `segments` every utterance is a whole recording, so utterance and recording ids coincide.
+A speed-perturbed dir (`asr-kd perturb-speed`) also has `reco2speed` (`<rec> <factor>`): that
+recording is read at that speed, and its segments are times on the perturbed axis.
 
 Every validation error is a `DataDirError` that names the file, the line and the utterance (or
 speaker), so a broken corpus preparation can be fixed without guessing where the problem is.
@@ -80,6 +82,8 @@ class DataDir:
     utt2spk: dict[str, str]
     spk2utt: dict[str, list[str]]
     segments: dict[str, tuple[str, float, float]] | None = None
+    # Speed factor of each perturbed recording (reco2speed); a recording not listed is at 1.
+    reco2speed: dict[str, float] = field(default_factory=dict)
     # Line of each key per file ("wav.scp", "text", "utt2spk", ...), so problems found later
     # (audio, words, features) can still point at it.
     lines: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
@@ -92,6 +96,9 @@ class DataDir:
         if self.segments is not None:
             return self.segments[utt][0]
         return utt
+
+    def speed_of(self, rec: str) -> float:
+        return self.reco2speed.get(rec, 1.0)
 
     def line(self, name: str, key: str) -> int | None:
         """The line of `key` in file `name` (None if it has none there)."""
@@ -177,6 +184,19 @@ def _parse_segment(rest: list[str], recs) -> tuple[str, float, float] | str:
     return rec, start, end
 
 
+def _parse_speed(rest: list[str]) -> float | str:
+    """The factor of a reco2speed line, or what is wrong with it."""
+    if len(rest) != 1:
+        return "expected '<recording> <speed factor>'"
+    try:
+        speed = float(rest[0])
+    except ValueError:
+        return f"speed '{rest[0]}' is not a number"
+    if not (math.isfinite(speed) and speed > 0):
+        return f"speed {rest[0]} is not a positive number"
+    return speed
+
+
 def load_data_dir(
     path,
     allow_pipes: bool = False,
@@ -196,6 +216,7 @@ def load_data_dir(
         raise data_error(path, None, "data directory does not exist")
     wav_p, text_p = path / "wav.scp", path / "text"
     u2s_p, s2u_p, seg_p = path / "utt2spk", path / "spk2utt", path / "segments"
+    speed_p = path / "reco2speed"
     has_seg = seg_p.is_file()
     wav_label = "rec" if has_seg else "utt"
 
@@ -300,8 +321,23 @@ def load_data_dir(
             if utt not in u2s_t:
                 report(data_error(wav_p, ln, "no speaker in utt2spk", utt=utt))
 
+    # reco2speed: a recording with a bad speed is left out of `wav`, so that nothing reads it
+    # at the wrong speed.
+    reco2speed: dict[str, float] = {}
+    speed_t = read_table(speed_p, wav_label, 1, report) if speed_p.is_file() else {}
+    for key, (ln, rest) in speed_t.items():
+        speed = _parse_speed(rest)
+        if isinstance(speed, str):
+            report(data_error(speed_p, ln, speed, **{wav_label: key}))
+            wav.pop(key, None)
+        elif key not in wav_t:
+            report(data_error(speed_p, ln, "recording is not in wav.scp", fix="rewrite",
+                              **{wav_label: key}))
+        else:
+            reco2speed[key] = speed
+
     tables = {"wav.scp": wav_t, "utt2spk": u2s_t, "spk2utt": s2u_t, "text": text_t,
-              "segments": seg_t}
+              "segments": seg_t, "reco2speed": speed_t}
     return DataDir(
         path=path,
         wav=wav,
@@ -309,6 +345,7 @@ def load_data_dir(
         utt2spk=utt2spk,
         spk2utt=spk2utt,
         segments=segments,
+        reco2speed=reco2speed,
         lines={name: {k: ln for k, (ln, _) in t.items()} for name, t in tables.items()},
     )
 
@@ -319,8 +356,12 @@ def write_data_dir(
     text: dict[str, list[str] | str] | None,
     utt2spk: dict[str, str],
     segments: dict[str, tuple[str, float, float]] | None = None,
+    reco2speed: dict[str, float] | None = None,
 ) -> None:
     """Write a data dir in byte order, deriving spk2utt; each file is replaced atomically.
+
+    `segments` and `reco2speed` are written if given (and, reco2speed, not empty); otherwise
+    an old file of that name is removed.
 
     Utterance ids must start with their speaker id: then sorting by utterance also groups by
     speaker, which Kaldi's per-speaker tools (CMVN, spk2utt) rely on.
@@ -337,6 +378,7 @@ def write_data_dir(
         ("text", text or {}),
         ("utt2spk", utt2spk),
         ("segments", segments or {}),
+        ("reco2speed", reco2speed or {}),
     ):
         for key in table:
             if not key or any(c.isspace() for c in key):
@@ -368,3 +410,8 @@ def write_data_dir(
         )
     elif (path / "segments").exists():
         (path / "segments").unlink()  # a stale segments file would change every utterance
+    if reco2speed:
+        write_lines(path / "reco2speed",
+                    (f"{k} {float(reco2speed[k])!r}" for k in sorted(reco2speed)))
+    elif (path / "reco2speed").exists():
+        (path / "reco2speed").unlink()  # and a stale speed every utterance of its recording

@@ -20,7 +20,7 @@ from asr_kd.data.validate import Validation
 UTT_FILES = ("text", "utt2spk", "segments", "feats.scp", "utt2dur", "utt2num_frames",
              "utt2uniq", "vad.scp")
 SPK_FILES = ("cmvn.scp", "spk2gender")
-REC_FILES = ("wav.scp", "reco2dur", "reco2file_and_channel")
+REC_FILES = ("wav.scp", "reco2dur", "reco2file_and_channel", "reco2speed")
 
 
 def _filtered(path: Path, keep: set[str]) -> str:

@@ -59,7 +59,7 @@ def run_evaluate(recipe_dir, data_dir, system: str, device, allow_pipes: bool = 
     if force or not made_from.exists() or made_from.read_text() != f"{src}\n":
         d = load_data_dir(src, allow_pipes=allow_pipes, check_audio_exists=False)
         write_data_dir(dest, {r: _absolute(w) for r, w in d.wav.items()}, d.text, d.utt2spk,
-                       d.segments)
+                       d.segments, d.reco2speed)
         clear_done(dest, "feats")
         write_text(made_from, f"{src}\n")
     if force or not is_done(dest, "feats"):
