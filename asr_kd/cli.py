@@ -17,7 +17,7 @@
     asr-kd make-graph LANG_DIR MODEL_DIR GRAPH_DIR --config conf/graph.yaml
     asr-kd decode --system NAME MODEL GRAPH_DIR DATA_DIR DECODE_DIR [--ali-dir ALI_DIR]
         [--decoder reference|torch]
-    asr-kd report EXP_DIR --corpus NAME --test-set SET
+    asr-kd report EXP_DIR --corpus NAME --test-set SET [--test-set SET2 ...]
     asr-kd evaluate RECIPE_DIR DATA_DIR --system NAME [--decoder reference|torch]
 
 A stage whose output is marked done is skipped unless --force is given.
@@ -260,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "report of each dropped one in DATA_DIR/.backup)")
         if verb == "report":
             sp.add_argument("--corpus", required=True)
-            sp.add_argument("--test-set", required=True)
+            sp.add_argument("--test-set", required=True, action="append",
+                            help="a decoded test set (decode_SET in each run dir); repeat it "
+                                 "for more, each with its own Table 1: the first is the "
+                                 "primary one, whose figures are results.json's top level")
     return p
 
 

@@ -64,16 +64,18 @@ def test_report_takes_roles_from_run_json(exp):
                                     "small_b", "tdnn_x", "tdnn_y"]
     # By hand: (65 - 60) / (70 - 60) and (61 - 62) / (70 - 62).
     assert res["kept"] == 0.5
-    assert res["kept_by_student"] == {"student": 0.5, "student_tdnn": -0.125}
+    # Runs without settings.variant: hard targets are `hard`, soft ones `kd`.
+    assert res["kept_by_system"] == {"student_kd": 0.5, "student_tdnn_kd": -0.125}
     assert [(r["run"], r["temperature"]) for r in res["sweep"]] == [("one", 1.0), ("two", 10.0)]
     assert [(r["targets"], r["percent"], r["test_frame_acc"]) for r in res["share"]] == [
         ("hard", 3.0, 50.0), ("soft", 3.0, 58.0)]
     # Seeds 100 (the recipe's pair) and 101: kept 0.5 and (63 - 61) / (70 - 61) = 2/9.
-    seeds = res["seeds"]
-    assert [(r["seed"], r["kept"]) for r in seeds["rows"]] == [(100, 0.5), (101, 0.2222)]
+    seeds = res["kept_seeds"]["student_kd"]
+    assert (seeds["seeds"], seeds["kept"]) == ([100, 101], [0.5, 0.2222])
     assert seeds["kept_mean"] == pytest.approx((0.5 + 0.2222) / 2, abs=1e-4)
-    assert seeds["kept_std"] == pytest.approx(abs(0.5 - 0.2222) / 2 ** 0.5, abs=1e-4)
+    assert seeds["kept_sd"] == pytest.approx(abs(0.5 - 0.2222) / 2 ** 0.5, abs=1e-4)
     assert seeds["kept_of_means"] == pytest.approx((64 - 60.5) / (70 - 60.5), abs=1e-4)
+    assert res["kept_seeds"]["student_tdnn_kd"]["seeds"] == [100]
     md = (exp / "RESULTS.md").read_text()
     assert "kept = (small_b - small_a) / (ensemble - small_a) in frame accuracy = **0.50**" in md
 

@@ -1,37 +1,61 @@
-"""The results report: every system decoded on a test set, and the distillation experiments.
+"""The results report: every system decoded on each test set, and the distillation experiments.
 
 Every trained run has a run.json (asr_kd.utils.runinfo) naming its role and settings; the
 report reads those, never folder names. Table 1 is every run directly under exp/ with
-decode_<test_set>/scores.json; `sweep` runs make the temperature and alpha sweep, `share` runs
-Table 5 (students on a share of the training data), `seed` runs the kept-over-seeds table, the
-`specialists` run stage 13's tables. Writes exp/RESULTS.md (for people), exp/results.json (for
-programs; the contract later stages and checks read, with each system's provenance) and plots
-under exp/plots/.
+decode_<test_set>/scores.json, one table per test set (`--test-set` repeated; the first is the
+primary one, whose figures are also results.json's top-level keys); `sweep` runs make the
+temperature and alpha sweep, `share` runs Table 5 (students on a share of the training data),
+`seed` runs the kept-over-seeds tables, the `specialists` run stage 13's tables. Writes
+exp/RESULTS.md (for people), exp/results.json (for programs; the contract later stages and
+checks read, with each system's provenance; docs/pipeline.md lists its keys) and plots under
+exp/plots/.
 
-`kept` is the share of the ensemble's frame-accuracy gain over the hard-target student that the
-distilled student keeps: (S_soft - S_hard) / (ensemble - S_hard) for a `student` group's pair
-of runs (hard targets, distilled); the paper's is (60.8 - 58.9) / (61.1 - 58.9) = 0.86.
-`kept_by_student` gives it for every group (student, student_tdnn, ...); `kept` is the
-recipe's own group, `student`. One pair's `kept` is as noisy as the students' seed-to-seed
-spread against the ensemble's gain; `seeds` gives it per seed, with the mean, the sample
-standard deviation, and `kept` of the mean accuracies.
+Students. A student run's settings say its `variant`: `hard` (hard targets only), `kd`
+(distilled from the ensemble) or `kdt` (distilled, with transfer data); a run written before
+variants existed is `hard` if its targets are hard, else `kd`. Its `group` is the student's
+shape (student, student_big, ...). A student system is named `{group}_{variant}`: stage 7's
+runs (role student) are S_hard, S_kd, S_kdt, stage 14's more seeds of them (role seed, the same
+group and variant, settings.seed).
+
+`kept` is the share of the ensemble's frame-accuracy gain over the hard-target student that a
+distilled student keeps: (S_kd - S_hard) / (ensemble - S_hard), against the hard-target run of
+its own group; the paper's is (60.8 - 58.9) / (61.1 - 58.9) = 0.86. `kept_by_system` gives it
+for every distilled stage-7 system with a hard-target twin, `kept` for student_kd. One pair's
+kept is as noisy as the students' seed-to-seed spread against the ensemble's gain:
+`kept_seeds` gives it per seed (each distilled seed-k run against the hard seed-k run), and
+kept of the mean accuracies. Where the ensemble's gain over the mean hard-target student is
+under MIN_GAIN (1 point of frame accuracy) the ratio means little: `claimed` is false and
+RESULTS.md compares WERs instead. `significance` compares each distilled system's WER with its
+hard-target twin's by a paired bootstrap over the test utterances (asr_kd.score.bootstrap).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 from pathlib import Path
 
+from asr_kd.score.bootstrap import RESAMPLES, SEED, paired_bootstrap, read_text, utterance_errors
+from asr_kd.score.lm import ArpaLM, oov_rate, read_words
+from asr_kd.score.wer import apply_score_map, read_score_map
 from asr_kd.utils.io import atomic_path, write_json, write_text
 from asr_kd.utils.runinfo import find_runs, provenance
 
+log = logging.getLogger(__name__)
+
 PRIMARY_GROUP = "student"  # the recipe's own student config, conf/student.yaml
+HARD = "hard"
+VARIANTS = (HARD, "kd", "kdt")  # Table 1's order within a group
+MIN_GAIN = 1.0  # frame-accuracy points of ensemble over S_hard under which kept is not claimed
+FRAME_SHIFT = 0.01  # seconds per frame, as asr_kd/steps/decode.py counts the audio
+LM_FILES = ("data/local/lm.arpa", "data/lang/lm.arpa")  # the first found, under the recipe dir
+WORDS_FILE = "data/lang/words.txt"
 
 
 class Run:
-    """One trained run: its directory, run.json and decode scores on the test set."""
+    """One trained run: its directory, run.json and decode scores on one test set."""
 
     def __init__(self, path: Path, info: dict, scores: dict | None):
         self.path, self.info, self.scores = path, info, scores
@@ -43,45 +67,57 @@ class Run:
     def targets(self) -> str | None:
         return self.settings.get("targets")
 
+    @property
+    def group(self) -> str:
+        return self.info.get("group") or PRIMARY_GROUP
 
-def _runs(exp_dir: Path, test_set: str) -> list[Run]:
+    @property
+    def variant(self) -> str | None:
+        """hard, kd or kdt (settings.variant; from the targets for a run without one)."""
+        v = self.settings.get("variant")
+        if v is not None:
+            return v
+        return {"hard": HARD, "soft": "kd"}.get(self.targets)
+
+    @property
+    def system(self) -> str:
+        """A student's system name, {group}_{variant}."""
+        return f"{self.group}_{self.variant}"
+
+    @property
+    def acc(self) -> float | None:
+        return self.scores["frame_acc"]
+
+    @property
+    def seed(self):
+        return self.settings.get("seed")
+
+
+def _runs(found: dict[Path, dict], test_set: str) -> list[Run]:
     out = []
-    for path, info in find_runs(exp_dir).items():
+    for path, info in found.items():
         sc = path / f"decode_{test_set}" / "scores.json"
         out.append(Run(path, info, json.loads(sc.read_text()) if sc.exists() else None))
     return out
 
 
-def _pairs(runs: list[Run], role: str, key) -> dict:
-    """{key(run): {"hard": run, "soft": run}} over the decoded runs of `role`, keeping the keys
-    that have both."""
-    pairs: dict = {}
-    for r in runs:
-        if r.role == role and r.scores is not None and r.targets in ("hard", "soft"):
-            pairs.setdefault(key(r), {})[r.targets] = r
-    return {k: v for k, v in pairs.items() if len(v) == 2}
-
-
-def _student_pairs(runs: list[Run]) -> dict[str, dict]:
-    """Stage 7's pairs by group, the recipe's own first."""
-    pairs = _pairs(runs, "student", lambda r: r.info.get("group"))
-    return dict(sorted(pairs.items(), key=lambda kv: (kv[0] != PRIMARY_GROUP, kv[0])))
-
-
 _ROLE_RANK = {"gmm": 0, "teacher": 1, "ensemble": 2, "student": 3, "specialists": 4}
+
+
+def _variant_rank(v) -> int:
+    return VARIANTS.index(v) if v in VARIANTS else len(VARIANTS)
 
 
 def _system_order(run: Run):
     """The GMMs (monophone first), teachers by member, the ensemble, the students (the
-    recipe's own group first, each as hard then distilled), the rest."""
+    recipe's own group first, each as hard, kd, kdt), the rest."""
     s = run.settings
     if run.role == "gmm":
         return (0, s.get("kind") != "mono", run.name)
     if run.role == "teacher":
         return (1, s.get("member", 0), run.name)
     if run.role == "student":
-        group = run.info.get("group") or ""
-        return (3, (group != PRIMARY_GROUP, group, run.targets != "hard"), run.name)
+        return (3, (run.group != PRIMARY_GROUP, run.group, _variant_rank(run.variant)), run.name)
     return (_ROLE_RANK.get(run.role, 5), 0, run.name)
 
 
@@ -97,22 +133,25 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-def _table1(systems: dict, kept: dict, ensemble: str) -> list[str]:
-    lines = ["| system | WER % | errors | frame acc % | params | FLOPs/frame | decode RTFx |",
-             "|---|---|---|---|---|---|---|"]
-    for n, s in systems.items():
-        det = s["wer_detail"]
-        lines.append(f"| {n} | {s['wer']:.2f} | {det['errors']} / {det['words']} "
-                     f"({det['ins']} ins, {det['dels']} del, {det['subs']} sub) | "
-                     f"{_fmt(s['frame_acc'], '.2f')} | {s['params']:,} | "
-                     f"{_fmt(s.get('flops_per_frame'), ',')} | "
-                     f"{_fmt(s.get('search_rtfx'), '.0f')} |")
-    lines += [""] if kept else []
-    for soft, hard, k in kept.values():
-        if k is not None:
-            lines.append(f"kept = ({soft} - {hard}) / ({ensemble} - {hard}) in frame "
-                         f"accuracy = **{k:.2f}** (paper: 0.86)  ")
-    return lines
+def _mean(xs):
+    return None if not xs or None in xs else statistics.fmean(xs)
+
+
+def _sd(xs):
+    return None if len(xs) < 2 or None in xs else statistics.stdev(xs)
+
+
+def _round(v, nd=4):
+    return None if v is None else round(v, nd)
+
+
+def _decode_rtfx(s: dict) -> float | None:
+    """Seconds of audio per second of decoding (the model's scoring and the search), from the
+    timings decode wrote to scores.json; None where it wrote none."""
+    secs = [s.get("model_seconds"), s.get("search_seconds")]
+    if s.get("frames") is None or None in secs or sum(secs) <= 0:
+        return None
+    return round(s["frames"] * FRAME_SHIFT / sum(secs), 1)
 
 
 def _run_info(run_dir: Path) -> dict:
@@ -148,48 +187,10 @@ def _share(runs: list[Run]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["percent"], r["targets"]))
 
 
-def _seeds(runs: list[Run], ens: float | None, primary: dict | None) -> dict | None:
-    """Stage 14's figures: kept for the recipe's own student pair and each `seed` pair."""
-    seed_pairs = _pairs(runs, "seed", lambda r: r.settings["seed"])
-    if ens is None or not seed_pairs:
-        return None
-    pairs = dict(seed_pairs)  # seed -> {"hard": run, "soft": run}
-    if primary is not None:
-        pairs.setdefault(primary["soft"].settings["seed"], primary)
-    if len(pairs) < 2:
-        return None
-    rows = []
-    for seed, p in sorted(pairs.items()):
-        h, k = p["hard"].scores, p["soft"].scores
-        rows.append({"seed": seed, "hard": h["frame_acc"], "kd": k["frame_acc"],
-                     "hard_wer": h["wer"], "kd_wer": k["wer"],
-                     "kept": _kept(k["frame_acc"], h["frame_acc"], ens)})
-    kept = [r["kept"] for r in rows if r["kept"] is not None]
-    mean = round(statistics.fmean(kept), 4) if kept else None
-    std = round(statistics.stdev(kept), 4) if len(kept) > 1 else None
-    accs = [(r["hard"], r["kd"]) for r in rows if None not in (r["hard"], r["kd"])]
-    hard, kd = (sum(a) / len(accs) for a in zip(*accs)) if accs else (None, None)
-    return {"rows": rows, "kept_mean": mean, "kept_std": std, "kept_of_means": _kept(kd, hard, ens)}
-
-
-def _seed_table(seeds: dict, ens: float) -> list[str]:
-    lines = ["## kept over student seeds", "",
-             f"The student pair (hard targets, distilled) with {len(seeds['rows'])} seeds; "
-             f"ensemble {_fmt(ens, '.2f')} % frame accuracy.", "",
-             "| seed | student_hard acc % | student_kd acc % | kept | student_hard WER % | "
-             "student_kd WER % |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['seed']} | {_fmt(r['hard'], '.2f')} | {_fmt(r['kd'], '.2f')} | "
-              f"{_fmt(r['kept'], '.2f')} | {r['hard_wer']:.2f} | {r['kd_wer']:.2f} |"
-              for r in seeds["rows"]]
-    return lines + ["", f"kept: mean **{_fmt(seeds['kept_mean'], '.2f')}**, standard deviation "
-                        f"{_fmt(seeds['kept_std'], '.2f')}; of the mean accuracies "
-                        f"{_fmt(seeds['kept_of_means'], '.2f')} (paper: 0.86)", ""]
-
-
-def _specialists(runs: list[Run], test_set: str, primary: dict | None) -> dict | None:
+def _specialists(runs: list[Run], test_set: str, primary: list[Run]) -> dict | None:
     """Stage 13's figures: clusters, the generalist, the coverage breakdown, and the systems to
     show beside them (the generalist, the combination, students distilled from it, the recipe's
-    own student pair)."""
+    own student_kd and student_hard, given as `primary`)."""
     spec = next((r for r in runs if r.role == "specialists" and r.scores is not None), None)
     if spec is None:
         return None
@@ -204,8 +205,7 @@ def _specialists(runs: list[Run], test_set: str, primary: dict | None) -> dict |
     students = [r.name for r in runs if r.role == "student" and r.info.get("teacher")
                 and Path(r.info["teacher"]).resolve() == model]
     shown = [generalist, spec.name, *students]
-    if primary is not None:
-        shown += [primary["soft"].name, primary["hard"].name]
+    shown += [r.name for r in primary]
     return {"generalist": generalist, "clusters": len(clusters),
             "cluster_size": spec.settings["cluster_size"], "top_n": spec.settings["top_n"],
             "pdfs_covered": len({p for c in clusters for p in c}),
@@ -233,6 +233,284 @@ def _specialist_tables(spec: dict, systems: dict) -> list[str]:
     return lines + [""]
 
 
+
+
+def _stage7(table1: list[Run]) -> dict[tuple[str, str], Run]:
+    """Stage 7's students in Table 1 by (group, variant); the first in path order where two
+    runs claim one system."""
+    out: dict[tuple[str, str], Run] = {}
+    for r in sorted(table1, key=lambda r: r.path):
+        if r.role != "student" or r.variant is None:
+            continue
+        key = (r.group, r.variant)
+        if key in out:
+            log.warning("%s and %s are both %s: the report uses the first", out[key].path,
+                        r.path, r.system)
+            continue
+        out[key] = r
+    return out
+
+
+def _distilled(stage7: dict) -> dict[str, tuple[Run, Run]]:
+    """{system: (distilled run, its group's hard-target run)} for every distilled stage-7
+    student that has one, the recipe's own group first."""
+    out = {}
+    for (group, variant), r in sorted(stage7.items(), key=lambda kv: (
+            kv[0][0] != PRIMARY_GROUP, kv[0][0], _variant_rank(kv[0][1]))):
+        if variant != HARD and (group, HARD) in stage7:
+            out[r.system] = (r, stage7[(group, HARD)])
+    return out
+
+
+def _seed_pairs(runs: list[Run], kd: Run, hard: Run) -> list[tuple[object, Run, Run]]:
+    """[(seed, distilled run, hard-target run)]: stage 7's pair (at the distilled run's seed),
+    then each `seed` run of the same group and variant beside the group's hard-target `seed`
+    run of the same seed, by seed."""
+    def by_seed(variant):
+        out = {}
+        for r in runs:
+            if (r.role == "seed" and r.scores is not None and r.group == kd.group
+                    and r.variant == variant):
+                out.setdefault(r.seed, r)
+        return out
+
+    kds, hards = by_seed(kd.variant), by_seed(HARD)
+    pairs = {kd.seed: (kd, hard)}
+    for seed, r in kds.items():
+        if seed in hards:
+            pairs.setdefault(seed, (r, hards[seed]))
+    return [(s, *p) for s, p in sorted(pairs.items(), key=lambda kv: (
+        kv[0] is None, kv[0] if isinstance(kv[0], (int, float)) else 0, str(kv[0])))]
+
+
+def _kept_seeds(pairs: list, ens: float | None) -> dict:
+    hard_acc = [h.acc for _, _, h in pairs]
+    acc = [k.acc for _, k, _ in pairs]
+    kept = [_kept(k.acc, h.acc, ens) for _, k, h in pairs]
+    mean_hard = _mean(hard_acc)
+    gain = None if None in (ens, mean_hard) else round(ens - mean_hard, 4)
+    return {"vs": f"{pairs[0][2].group}_{HARD}", "seeds": [s for s, _, _ in pairs],
+            "kept": kept, "wer": [k.scores["wer"] for _, k, _ in pairs],
+            "hard_wer": [h.scores["wer"] for _, _, h in pairs], "acc": acc,
+            "hard_acc": hard_acc, "kept_mean": _round(_mean(kept)),
+            "kept_sd": _round(_sd(kept)), "kept_of_means": _kept(_mean(acc), mean_hard, ens),
+            "gain": gain, "claimed": gain is not None and gain >= MIN_GAIN}
+
+
+def _reference(recipe_dir: Path, test_set: str, scores: dict | None) -> Path | None:
+    """The test set's Kaldi text: the decoded data dir's (scores.json `data`), else
+    data/<test_set>/text, under the recipe dir."""
+    cands = [] if not scores or not scores.get("data") else [recipe_dir / scores["data"] / "text"]
+    cands.append(recipe_dir / "data" / test_set / "text")
+    return next((p for p in cands if p.is_file()), None)
+
+
+def _scored_texts(run: Run, test_set: str, recipe_dir: Path):
+    """(references, hypotheses) as the decode scored them (a score map applied), or None
+    where the files are gone."""
+    dec, s = run.path / f"decode_{test_set}", run.scores
+    if s.get("score_map"):
+        ref, hyp = dec / "score_ref.txt", dec / "score_hyp.txt"
+        if ref.is_file() and hyp.is_file():
+            return read_text(ref), read_text(hyp)
+    hyp = dec / "hyp.txt"
+    if not hyp.is_file() and s.get("hyp"):
+        hyp = recipe_dir / s["hyp"]
+    ref = _reference(recipe_dir, test_set, s)
+    if ref is None or not hyp.is_file():
+        return None
+    refs, hyps = read_text(ref), read_text(hyp)
+    if s.get("score_map"):
+        mapping = read_score_map(recipe_dir / s["score_map"])
+        refs, hyps = apply_score_map(refs, mapping), apply_score_map(hyps, mapping)
+    return refs, hyps
+
+
+def _run_errors(run: Run, test_set: str, recipe_dir: Path):
+    """(sorted utterance ids, errors per utterance, reference words per utterance) of a run's
+    decode, or None where its hypotheses or the references cannot be read."""
+    texts = _scored_texts(run, test_set, recipe_dir)
+    if texts is None:
+        log.warning("%s: no hypotheses or references for %s: no significance test", run.path,
+                    test_set)
+        return None
+    refs, hyps = texts
+    utts = sorted(refs)
+    errors, words = utterance_errors(refs, hyps, utts)
+    expected = run.scores.get("wer_detail", {}).get("errors")
+    if expected is not None and int(errors.sum()) != expected:
+        log.warning("%s: %d errors counted from its hypotheses, %d in scores.json", run.path,
+                    int(errors.sum()), expected)
+    return utts, errors, words
+
+
+def _significance(pairs: list, test_set: str, recipe_dir: Path, cache: dict) -> dict | None:
+    """The paired bootstrap of a distilled system against its hard-target twin, pooled over
+    the seed pairs, the utterances in sorted id order; None where a run's hypotheses or the
+    references cannot be read."""
+    for _, kd, hard in pairs:
+        for r in (kd, hard):
+            if r.path not in cache:
+                cache[r.path] = _run_errors(r, test_set, recipe_dir)
+            if cache[r.path] is None:
+                return None
+    utts, _, words = cache[pairs[0][1].path]
+    for _, kd, hard in pairs:
+        for r in (kd, hard):
+            if cache[r.path][0] != utts or (cache[r.path][2] != words).any():
+                log.warning("%s: %s's references differ from %s's: no significance test",
+                            test_set, r.path, pairs[0][1].path)
+                return None
+    if not words.sum():
+        return None
+    return {"vs": f"{pairs[0][2].group}_{HARD}", "seeds": [s for s, _, _ in pairs],
+            **paired_bootstrap([cache[kd.path][1] for _, kd, _ in pairs],
+                               [cache[hard.path][1] for _, _, hard in pairs], words)}
+
+
+def _test_set(exp_dir: Path, found: dict, test_set: str, recipe_dir: Path, lm) -> dict:
+    """Everything the report says about one test set."""
+    runs = _runs(found, test_set)
+    table1 = sorted((r for r in runs if r.path.parent == exp_dir and r.scores is not None),
+                    key=_system_order)
+    ensemble = next((r for r in table1 if r.role == "ensemble"), None)
+    ens = ensemble.acc if ensemble else None
+    stage7 = _stage7(table1)
+    distilled = _distilled(stage7)
+    kept = {sys_: (kd, hard, _kept(kd.acc, hard.acc, ens)) for sys_, (kd, hard) in
+            distilled.items()}
+    kept_seeds, significance, cache = {}, {}, {}
+    for sys_, (kd, hard) in distilled.items():
+        pairs = _seed_pairs(runs, kd, hard)
+        if ens is not None:
+            kept_seeds[sys_] = _kept_seeds(pairs, ens)
+        sig = _significance(pairs, test_set, recipe_dir, cache)
+        if sig is not None:
+            significance[sys_] = sig
+    ref = _reference(recipe_dir, test_set, table1[0].scores if table1 else None)
+    words = recipe_dir / WORDS_FILE
+    texts = list(read_text(ref).values()) if ref else None
+    return {"name": test_set, "runs": runs, "table1": table1, "ensemble": ensemble, "ens": ens,
+            "stage7": stage7, "kept": kept, "kept_seeds": kept_seeds,
+            "significance": significance,
+            "oov_rate": (None if texts is None or not words.is_file()
+                         else _round(oov_rate(texts, read_words(words)), 6)),
+            "perplexity": (None if texts is None or lm is None
+                           else _round(lm.perplexity(texts), 2))}
+
+
+def _load_lm(recipe_dir: Path):
+    path = next((recipe_dir / p for p in LM_FILES if (recipe_dir / p).is_file()), None)
+    return None if path is None else ArpaLM(path)
+
+
+def _not_claimed(gain, hard: str) -> str:
+    return (f"the ensemble's gain over {hard} is {gain:.2f} points, under {MIN_GAIN:g}: kept "
+            f"is not claimed")
+
+
+def _heading(ts: dict) -> str:
+    oov = "-" if ts["oov_rate"] is None else f"{100 * ts['oov_rate']:.2f} %"
+    return (f"## Table 1: every system, {ts['name']} (OOV rate {oov}, LM perplexity "
+            f"{_fmt(ts['perplexity'], '.2f')})")
+
+
+def _table1(ts: dict, systems: dict, recipe_dir) -> list[str]:
+    ensemble = ts["ensemble"].name if ts["ensemble"] else "ensemble"
+    kept_of = {kd.name: (hard, k) for kd, hard, k in ts["kept"].values()}
+    lines = [_heading(ts), ""]
+    if not systems:
+        return lines + [f"No system is decoded on {ts['name']}.", ""]
+    lines += ["| system | WER % | errors | frame acc % | params | FLOPs/frame | decode RTFx "
+              "| kept |", "|---|---|---|---|---|---|---|---|"]
+    for n, s in systems.items():
+        det = s["wer_detail"]
+        k = "-"
+        if n in kept_of and kept_of[n][1] is not None:
+            hard, kv = kept_of[n]
+            k = f"{kv:.2f}" + ("" if ts["ens"] - hard.acc >= MIN_GAIN else " (not claimed)")
+        lines.append(f"| {n} | {s['wer']:.2f} | {det['errors']} / {det['words']} "
+                     f"({det['ins']} ins, {det['dels']} del, {det['subs']} sub) | "
+                     f"{_fmt(s['frame_acc'], '.2f')} | {s['params']:,} | "
+                     f"{_fmt(s.get('flops_per_frame'), ',')} | "
+                     f"{_fmt(_decode_rtfx(s), '.0f')} | {k} |")
+    lines.append("")
+    lines.append("decode RTFx: seconds of audio per second of decoding (the network's scores and "
+                 "the search).  ")
+    for kd, hard, k in ts["kept"].values():
+        if k is None:
+            continue
+        gain = ts["ens"] - hard.acc
+        note = "" if gain >= MIN_GAIN else f": {_not_claimed(gain, hard.name)}"
+        lines.append(f"kept = ({kd.name} - {hard.name}) / ({ensemble} - {hard.name}) in frame "
+                     f"accuracy = **{k:.2f}** (paper: 0.86){note}  ")
+    maps = sorted({s.get("score_map") for s in systems.values()} - {None})
+    if maps:  # e.g. TIMIT: 48 phones folded to 39, the WER a phone error rate
+        maps = [_rel(m, recipe_dir) for m in maps]
+        lines += ["", f"Scored after mapping the tokens of references and hypotheses with "
+                      f"{', '.join(f'`{m}`' for m in maps)}."]
+    lines += ["", "Kaldi-format lines:", "", "```"]
+    lines += [f"{n}: {s['kaldi_line']}" for n, s in systems.items()]
+    return lines + ["```", ""]
+
+
+def _seed_tables(ts: dict) -> list[str]:
+    if not ts["kept_seeds"]:
+        return []
+    lines = [f"## kept over seeds, {ts['name']}", "",
+             f"Each distilled student against its group's hard-target student of the same "
+             f"seed; ensemble {_fmt(ts['ens'], '.2f')} % frame accuracy. kept is claimed only "
+             f"where the ensemble gains at least {MIN_GAIN:g} point over the hard-target "
+             f"students' mean accuracy.", ""]
+    for sys_, k in ts["kept_seeds"].items():
+        hard, claimed, n = k["vs"], k["claimed"], len(k["seeds"])
+        lines += [f"### {sys_} against {hard}", ""]
+        head = ["seed", f"{hard} acc %", f"{sys_} acc %"] + (["kept"] if claimed else []) + [
+            f"{hard} WER %", f"{sys_} WER %"]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        cols = [("hard_acc", ".2f"), ("acc", ".2f")] + ([("kept", ".2f")] if claimed else []) + [
+            ("hard_wer", ".2f"), ("wer", ".2f")]
+        for i, seed in enumerate(k["seeds"]):
+            lines.append(f"| {seed} | " + " | ".join(_fmt(k[c][i], f) for c, f in cols) + " |")
+        for label, fn in (("mean", _mean), ("sd", _sd)):
+            if n > 1:
+                lines.append(f"| {label} | " + " | ".join(_fmt(fn(k[c]), f) for c, f in cols)
+                             + " |")
+        lines.append("")
+        if claimed:
+            lines.append(f"kept: mean **{_fmt(k['kept_mean'], '.2f')}**, standard deviation "
+                         f"{_fmt(k['kept_sd'], '.2f')}; of the mean accuracies "
+                         f"{_fmt(k['kept_of_means'], '.2f')} (paper: 0.86)")
+        else:
+            gain = "-" if k["gain"] is None else f"{k['gain']:.2f}"
+            lines.append(f"The ensemble's gain over {hard} is {gain} points, under "
+                         f"{MIN_GAIN:g}: kept is not claimed. WER instead: {sys_} "
+                         f"{_fmt(_mean(k['wer']), '.2f')} % against {hard} "
+                         f"{_fmt(_mean(k['hard_wer']), '.2f')} % (mean of {n} seed"
+                         f"{'s' if n > 1 else ''}; significance below).")
+        lines.append("")
+    return lines
+
+
+def _significance_table(sets: list[dict]) -> list[str]:
+    rows = [(ts["name"], sys_, s) for ts in sets for sys_, s in ts["significance"].items()]
+    if not rows:
+        return []
+    lines = ["## Significance: distilled against hard-target students", "",
+             f"Paired bootstrap over the test utterances ({RESAMPLES} resamples, numpy "
+             f"default_rng({SEED}); asr_kd/score/bootstrap.py), the errors pooled over the "
+             "seeds, seed k's distilled run beside seed k's hard-target run. WER diff: the "
+             "distilled system's WER minus the hard-target one's, in points (negative: fewer "
+             "errors); 95% percentile interval; p_win: the share of resamples in which the "
+             "distilled system makes fewer errors, a tie counting half.", "",
+             "| test set | system | vs | seeds | utterances | WER diff | 95% interval | "
+             "p_win |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {t} | {sys_} | {s['vs']} | {', '.join(map(str, s['seeds']))} | "
+              f"{s['utterances']} | {s['wer_diff']:+.2f} | [{s['ci95'][0]:+.2f}, "
+              f"{s['ci95'][1]:+.2f}] | {s['p_win']:.3f} |" for t, sys_, s in rows]
+    return lines + [""]
+
+
 def _run_provenance(run: Run) -> dict:
     p = run.info.get("provenance", {})
     return {"role": run.role, "settings": run.settings, "group": run.info.get("group"),
@@ -240,44 +518,54 @@ def _run_provenance(run: Run) -> dict:
                                      "seed")}}
 
 
-def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
-    exp_dir = Path(exp_dir)
-    runs = _runs(exp_dir, test_set)
-    table1 = sorted((r for r in runs if r.path.parent == exp_dir and r.scores is not None),
-                    key=_system_order)
-    systems = {r.name: r.scores for r in table1}
-    if not systems:
-        raise FileNotFoundError(f"{exp_dir}: no run (run.json) with decode_{test_set}/"
+def _rel(path, recipe_dir):
+    """A path from scores.json (relative to the recipe dir, or absolute) relative to the
+    recipe dir."""
+    return path and os.path.relpath(Path(recipe_dir) / path, recipe_dir)
+
+
+def make_report(exp_dir, corpus: str, test_set, recipe_dir=".") -> dict:
+    """Report exp_dir's runs on `test_set` (a name, or a list of names: the first is the
+    primary one); returns {"results": what results.json holds, "markdown": RESULTS.md}."""
+    exp_dir, recipe_dir = Path(exp_dir), Path(recipe_dir)
+    names = [test_set] if isinstance(test_set, str) else list(test_set)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"test sets {names}: give at least one, each once")
+    found, lm = find_runs(exp_dir), _load_lm(recipe_dir)
+    sets = [_test_set(exp_dir, found, t, recipe_dir, lm) for t in names]
+    main = sets[0]
+    if not main["table1"]:
+        raise FileNotFoundError(f"{exp_dir}: no run (run.json) with decode_{names[0]}/"
                                 f"scores.json to report")
-    ensemble = next((r for r in table1 if r.role == "ensemble"), None)
-    ens = ensemble.scores["frame_acc"] if ensemble else None
-    pairs = _student_pairs(runs)
-    primary = pairs.get(PRIMARY_GROUP)
-    kept = {g: (p["soft"].name, p["hard"].name, _kept(p["soft"].scores["frame_acc"],
-                                                      p["hard"].scores["frame_acc"], ens))
-            for g, p in pairs.items()}
-    results = {"corpus": corpus, "test_set": test_set, "systems": {
+    per_set = {ts["name"]: {r.name: r.scores for r in ts["table1"]} for ts in sets}
+    systems = per_set[names[0]]
+    primary = {v: main["stage7"].get((PRIMARY_GROUP, v)) for v in (HARD, "kd")}
+    results = {"corpus": corpus, "test_set": names[0], "systems": {
         r.name: {"wer": s["wer"], "frame_acc": s["frame_acc"], "params": s["params"],
                  "flops_per_frame": s.get("flops_per_frame"),
-                 "hyp": os.path.relpath(s["hyp"], recipe_dir), "kaldi_line": s["kaldi_line"],
-                 "score_map": s.get("score_map") and os.path.relpath(s["score_map"],
-                                                                     recipe_dir),
+                 "hyp": _rel(s["hyp"], recipe_dir), "kaldi_line": s["kaldi_line"],
+                 "score_map": _rel(s.get("score_map"), recipe_dir),
                  "run": _run_provenance(r)}
-        for r, s in ((r, r.scores) for r in table1)},
-        "kept": kept[PRIMARY_GROUP][2] if PRIMARY_GROUP in kept else None,
-        "kept_by_student": {g: k for g, (_, _, k) in kept.items()},
-        "provenance": provenance()}
-    lines = [f"# Results: {corpus}, {test_set}", "", "## Table 1: every system", ""]
-    lines += _table1(systems, kept, ensemble.name if ensemble else "ensemble")
-    maps = sorted({s["score_map"] for s in results["systems"].values()} - {None})
-    if maps:  # e.g. TIMIT: 48 phones folded to 39, the WER a phone error rate
-        lines += ["", f"Scored after mapping the tokens of references and hypotheses with "
-                      f"{', '.join(f'`{m}`' for m in maps)}."]
-    lines += ["", "Kaldi-format lines:", "", "```"]
-    lines += [f"{n}: {s['kaldi_line']}" for n, s in systems.items()]
-    lines += ["```", ""]
-    _plot_systems(exp_dir / "plots" / "results.png", systems, f"{corpus} — {test_set}")
+        for r, s in ((r, r.scores) for r in main["table1"])},
+        "kept": main["kept"].get(f"{PRIMARY_GROUP}_kd", (None, None, None))[2],
+        "kept_by_system": {sys_: k for sys_, (_, _, k) in main["kept"].items()},
+        "kept_seeds": main["kept_seeds"], "significance": main["significance"]}
+    results["test_sets"] = {ts["name"]: {
+        "systems": {n: {"wer": s["wer"], "frame_acc": s["frame_acc"],
+                        "hyp": _rel(s["hyp"], recipe_dir)}
+                    for n, s in per_set[ts["name"]].items()},
+        "oov_rate": ts["oov_rate"], "perplexity": ts["perplexity"],
+        "kept_seeds": ts["kept_seeds"], "significance": ts["significance"]} for ts in sets}
 
+    lines = [f"# Results: {corpus}, {', '.join(names)}", ""]
+    for ts in sets:
+        lines += _table1(ts, per_set[ts["name"]], recipe_dir)
+        if per_set[ts["name"]]:
+            plot = "results.png" if ts is main else f"results_{ts['name']}.png"
+            _plot_systems(exp_dir / "plots" / plot, per_set[ts["name"]],
+                          f"{corpus} — {ts['name']}")
+
+    runs, ens = main["runs"], main["ens"]
     sweep = _sweep(runs)
     if sweep:
         results["sweep"] = sweep
@@ -287,7 +575,7 @@ def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
                   f"{r['wer']:.2f} |" for r in sweep]
         lines.append("")
         baselines = {"ensemble": ens,
-                     "hard targets": primary["hard"].scores["frame_acc"] if primary else None}
+                     "hard targets": primary[HARD].acc if primary[HARD] else None}
         _plot_sweep(exp_dir / "plots" / "temperature.png", sweep, baselines)
     share = _share(runs)
     if share:
@@ -301,14 +589,14 @@ def make_report(exp_dir, corpus: str, test_set: str, recipe_dir=".") -> dict:
         lines.append("")
         _plot_share(exp_dir / "plots" / "share.png", share)
 
-    spec = _specialists(runs, test_set, primary)
+    spec = _specialists(runs, names[0], [primary[v] for v in ("kd", HARD) if primary[v]])
     if spec:
         results["specialists"] = spec
         lines += _specialist_tables(spec, systems)
-    seeds = _seeds(runs, ens, primary)
-    if seeds:
-        results["seeds"] = seeds
-        lines += _seed_table(seeds, ens)
+    for ts in sets:
+        lines += _seed_tables(ts)
+    lines += _significance_table(sets)
+    results["provenance"] = provenance()
 
     table = "\n".join(lines)
     write_json(exp_dir / "results.json", results)
