@@ -411,12 +411,16 @@ def test_distill_config_rejects_bad_values():
         ({"alpha": 1.5}, "alpha must be in [0, 1]"),
         ({"temperature": 0.0}, "temperature must be > 0"),
         ({"top_k": 0}, "top_k must be >= 1"),
+        ({"transfer_weight": 1.0}, "transfer_weight must be in (0, 1)"),
+        ({"transfer": "data/x"}, "transfer must be a list of data dirs"),
+        ({"transfer": ["data/x"]}, "transfer sets have no hard targets, so they need alpha > 0"),
     ]
     for kwargs, msg in cases:
         with pytest.raises(ValueError) as e:
             DistillConfig(**kwargs)
         fields = {"alpha": 0.0, "temperature": 1.0, "mode": "kl", "combine": "arithmetic",
-                  "source": "online", "top_k": 20, **kwargs}
+                  "source": "online", "top_k": 20, "transfer": [], "transfer_weight": 0.5,
+                  **kwargs}
         got = ", ".join(f"{k}={v!r}" for k, v in fields.items())
         assert str(e.value) == f"distill: {msg} (got DistillConfig({got}))"
     assert not DistillConfig().uses_teachers and DistillConfig(alpha=0.1).uses_teachers

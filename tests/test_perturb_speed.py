@@ -240,3 +240,20 @@ def test_same_samples_as_sox_speed(tmp_path):
         assert abs(len(ours) - len(ref)) <= 2
         n = min(len(ours), len(ref))
         assert np.corrcoef(ours[:n], ref[:n])[0, 1] > 0.99
+
+
+def test_speed_copies_follow_their_utterance_into_train_or_valid():
+    """A held-out utterance's sp0.9-/sp1.1- copies in training would leak it into validation."""
+    from asr_kd.train.trainer import TrainConfig, split_utts
+
+    base = [f"spk{i % 7}-u{i:03d}" for i in range(60)]  # "spk": not a speed prefix
+    utts = base + [f"sp{f}-{u}" for f in ("0.9", "1.1") for u in base]
+    cfg = TrainConfig(valid_fraction=0.2, seed=3)
+    train, valid = split_utts(utts, cfg)
+    origin = {u: u.split("-", 1)[1] if u.startswith(("sp0", "sp1")) else u for u in utts}
+    assert {origin[u] for u in train}.isdisjoint({origin[u] for u in valid})
+    assert len(valid) == 3 * 12 and len(train) == 3 * 48
+    # Without copies the split is the one the copies' originals get.
+    plain_train, plain_valid = split_utts(base, cfg)
+    assert plain_valid == sorted(u for u in valid if not u.startswith(("sp0", "sp1")))
+    assert plain_train == sorted(u for u in train if not u.startswith(("sp0", "sp1")))

@@ -11,6 +11,7 @@ from asr_kd.features.fbank import (
 from asr_kd.features.storage import (
     as_tensors,
     compute_feats_for_data_dir,
+    iter_normalised_feats,
     load_feats,
     read_scp_matrices,
     write_cmvn,
@@ -36,6 +37,7 @@ __all__ = [
     "delta_scales",
     "fbank",
     "fbank_utterances",
+    "iter_normalised_feats",
     "load_feats",
     "mel_banks",
     "mfcc_from_fbank",

@@ -106,16 +106,29 @@ def load_feats(
         return {u: m.astype(np.float32, copy=False) for u, m in feats.items()}
     if utt2spk is None:
         raise ValueError("load_feats(apply_cmvn=True) needs utt2spk")
+    return dict(_normalised(data_dir, feats.items(), utt2spk, norm_vars))
+
+
+def _normalised(data_dir: Path, items: Iterable[tuple[str, np.ndarray]],
+                utt2spk: Mapping[str, str], norm_vars: bool) -> Iterator[tuple[str, np.ndarray]]:
     stats = read_scp_matrices(data_dir / "cmvn.scp")
-    out = {}
-    for utt, mat in feats.items():
+    for utt, mat in items:
         spk = utt2spk.get(utt)
         if spk is None:
             raise ValueError(f"utterance {utt!r} has no speaker in utt2spk")
         if spk not in stats:
             raise ValueError(f"speaker {spk!r} (of {utt!r}) has no stats in {data_dir}/cmvn.scp")
-        out[utt] = _apply_cmvn(mat.astype(np.float32, copy=False), stats[spk], norm_vars)
-    return out
+        yield utt, _apply_cmvn(np.asarray(mat).astype(np.float32, copy=False), stats[spk],
+                               norm_vars)
+
+
+def iter_normalised_feats(data_dir, utt2spk: Mapping[str, str],
+                          norm_vars: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+    """(utt, float32 [T, D]) of <data_dir>/feats.scp in its (sorted) order, each read when
+    reached and normalised with its speaker's CMVN stats: a data dir larger than RAM streams."""
+    data_dir = Path(data_dir)
+    loader = kaldiio.load_scp(os.fspath(data_dir / "feats.scp"))
+    return _normalised(data_dir, ((u, loader[u]) for u in loader), utt2spk, norm_vars)
 
 
 def _chunks(

@@ -187,6 +187,38 @@ def _share(runs: list[Run]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["percent"], r["targets"]))
 
 
+def _transfer_curve(runs: list[Run], stage7: dict, ens: float | None) -> dict[str, list[dict]]:
+    """kept against the transfer sets' size, per group with `transfer` runs (stage 11): S_kd
+    (none), each transfer run (a part of the sets), S_kdt (all of them), by size."""
+    out = {}
+    for group in sorted({r.group for r in runs if r.role == "transfer"}):
+        hard = stage7.get((group, HARD))
+        points = [r for r in runs if r.role == "transfer" and r.group == group]
+        points += [stage7[k] for k in ((group, "kd"), (group, "kdt")) if k in stage7]
+        rows = [{"run": r.name, "transfer": r.settings.get("transfer", []),
+                 "frames": r.settings.get("transfer_frames") or 0,
+                 "hours": r.settings.get("transfer_hours") or 0.0,
+                 "frame_acc": r.acc, "wer": r.scores["wer"],
+                 "kept": _kept(r.acc, hard.acc, ens) if hard else None}
+                for r in points if r.scores is not None]
+        if rows:
+            out[group] = sorted(rows, key=lambda row: row["frames"])
+    return out
+
+
+def _transfer_table(curve: dict[str, list[dict]]) -> list[str]:
+    lines = []
+    for group, rows in curve.items():
+        lines += [f"## {group}: kept against the transfer sets' size", "",
+                  "| run | transfer sets | hours | frame acc % | WER % | kept |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['run']} | {', '.join(Path(t).name for t in r['transfer']) or '-'} | "
+                  f"{r['hours']:.2f} | {_fmt(r['frame_acc'], '.2f')} | "
+                  f"{r['wer']:.2f} | {_fmt(r['kept'], '.2f')} |" for r in rows]
+        lines.append("")
+    return lines
+
+
 def _specialists(runs: list[Run], test_set: str, primary: list[Run]) -> dict | None:
     """Stage 13's figures: clusters, the generalist, the coverage breakdown, and the systems to
     show beside them (the generalist, the combination, students distilled from it, the recipe's
@@ -589,6 +621,10 @@ def make_report(exp_dir, corpus: str, test_set, recipe_dir=".") -> dict:
         lines.append("")
         _plot_share(exp_dir / "plots" / "share.png", share)
 
+    curve = _transfer_curve(runs, main["stage7"], ens)
+    if curve:
+        results["transfer_curve"] = curve
+        lines += _transfer_table(curve)
     spec = _specialists(runs, names[0], [primary[v] for v in ("kd", HARD) if primary[v]])
     if spec:
         results["specialists"] = spec

@@ -9,6 +9,7 @@ trained on: the Table 5 "train" column).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -22,10 +23,12 @@ from asr_kd.acoustic import (
 )
 from asr_kd.features import as_tensors
 from asr_kd.steps.common import load_dir_feats, num_pdfs_of, read_alignments
+from asr_kd.steps.transfer import prepare_transfer
 from asr_kd.train.chunks import ChunkSet
 from asr_kd.train.members import LoopMembers, group_members
 from asr_kd.train.soft_cache import cache_dir_for, load_soft_cache, write_soft_cache
 from asr_kd.train.trainer import TrainConfig, evaluate_members, split_utts, train_members
+from asr_kd.train.transfer import FrameStore, open_cache_arrays
 from asr_kd.utils.config import save_config, to_dict
 from asr_kd.utils.io import clear_done, is_done, mark_done, write_json
 from asr_kd.utils.runinfo import write_run
@@ -37,19 +40,23 @@ log = logging.getLogger(__name__)
 def _train(data_dir, ali_dir, train_dir: Path, cfg: TrainConfig, device, teacher=None):
     d, feats = load_dir_feats(data_dir)
     targets = read_alignments(ali_dir, d, feats)
+    if cfg.distill.uses_teachers and teacher is None:
+        raise ValueError(f"{train_dir}: distill.alpha > 0 needs a teacher (--teacher)")
+    # Checked (and featurised) before anything of the run is written.
+    stores = prepare_transfer(cfg.distill.transfer, data_dir, device)
     train_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, train_dir / "config.yaml")
     num_pdfs = num_pdfs_of(ali_dir)
-    teachers = cache = None
+    teachers = cache = transfer_soft = None
     if cfg.distill.uses_teachers:
-        if teacher is None:
-            raise ValueError(f"{train_dir}: distill.alpha > 0 needs a teacher (--teacher)")
         if cfg.distill.source == "topk":
             cache = _soft_cache(teacher, feats, cfg, device)
+            transfer_soft = [_transfer_cache(teacher, s, cfg, device) for s in stores]
         else:
             teachers = _teacher_members(teacher, device)
+    transfer = (stores, transfer_soft) if stores else None
     nets, history = train_members(cfg, feats, targets, num_pdfs, train_dir, device,
-                                  teachers=teachers, cache=cache)
+                                  teachers=teachers, cache=cache, transfer=transfer)
     priors = read_priors(Path(ali_dir) / "priors")
     models = [DnnAcousticModel(net, spec, priors) for net, spec in zip(nets, cfg.member_specs())]
     input_dim = next(iter(feats.values())).shape[1]
@@ -67,19 +74,49 @@ def _teacher_members(teacher_path, device):
                          runtime_policy(device).stacked)
 
 
+def _cache_teacher(teacher_path, cfg: TrainConfig, device):
+    teacher = load_acoustic_model(teacher_path, device)
+    if isinstance(teacher, DnnAcousticModel):
+        teacher = EnsembleAcousticModel([teacher])
+    if isinstance(teacher, EnsembleAcousticModel):
+        teacher.combine = cfg.distill.combine
+    return teacher
+
+
 def _soft_cache(teacher_path, feats, cfg: TrainConfig, device):
     d = cfg.distill
     cache_dir = cache_dir_for(teacher_path, d.temperature, d.top_k, d.combine)
     if not is_done(cache_dir):
-        teacher = load_acoustic_model(teacher_path, device)
-        if isinstance(teacher, DnnAcousticModel):
-            teacher = EnsembleAcousticModel([teacher])
-        if isinstance(teacher, EnsembleAcousticModel):
-            teacher.combine = d.combine
         log.info("caching top-%d soft targets at T=%g in %s", d.top_k, d.temperature, cache_dir)
-        write_soft_cache(cache_dir, teacher, as_tensors(feats), d.temperature, d.top_k,
+        write_soft_cache(cache_dir, _cache_teacher(teacher_path, cfg, device), as_tensors(feats),
+                         d.temperature, d.top_k,
                          meta={"teacher": str(teacher_path), "combine": d.combine})
     return lambda utts: load_soft_cache(cache_dir, utts)
+
+
+def _transfer_cache(teacher_path, store: FrameStore, cfg: TrainConfig, device):
+    """The teacher's top-k targets on one transfer set, memory-mapped in the store's row order
+    (made once per teacher, temperature, k and the store's features)."""
+    d = cfg.distill
+    cache_dir = cache_dir_for(teacher_path, d.temperature, d.top_k, d.combine, store.data_dir)
+    made_from = {"teacher": str(teacher_path), "combine": d.combine, "store": store.meta}
+    index = cache_dir / "index.json"
+    if not (is_done(cache_dir) and
+            {k: json.loads(index.read_text()).get(k) for k in made_from} == made_from):
+        log.info("caching top-%d soft targets at T=%g on %s in %s", d.top_k, d.temperature,
+                 store.data_dir, cache_dir)
+        write_soft_cache(cache_dir, _cache_teacher(teacher_path, cfg, device), store,
+                         d.temperature, d.top_k, meta=made_from,
+                         lengths={u: n for u, (_, n) in store.index.items()})
+    return open_cache_arrays(cache_dir)
+
+
+def _transfer_size(dirs) -> dict:
+    """{transfer_frames, transfer_hours} of the transfer sets' stores."""
+    stores = [FrameStore(t) for t in dirs]
+    return {"transfer_frames": sum(s.num_frames for s in stores),
+            "transfer_hours": round(sum(s.num_frames * s.meta["fbank"]["frame_shift_ms"]
+                                        for s in stores) / 3.6e6, 4)}
 
 
 def run_train_teachers(data_dir, ali_dir, exp_root, cfg: TrainConfig, device) -> None:
@@ -115,8 +152,12 @@ def run_train_student(data_dir, ali_dir, exp_dir, cfg: TrainConfig, device, teac
     model.save(exp_dir / "final.pt", input_dim)
     write_json(exp_dir / "history.json", history)
     d = cfg.distill
-    settings = {"targets": "soft" if d.uses_teachers else "hard", "alpha": d.alpha,
-                "temperature": d.temperature, "mode": d.mode, "source": d.source,
+    variant = "kdt" if d.transfer else "kd" if d.uses_teachers else "hard"
+    settings = {"targets": "soft" if d.uses_teachers else "hard", "variant": variant,
+                "alpha": d.alpha, "temperature": d.temperature, "mode": d.mode,
+                "source": d.source, "transfer": list(d.transfer),
+                "transfer_weight": d.transfer_weight if d.transfer else None,
+                **_transfer_size(d.transfer),
                 "utt_fraction": cfg.utt_fraction, "seed": cfg.seed}
     write_run(exp_dir, role, settings, device=device, seed=cfg.seed, config=to_dict(cfg),
               group=group, data=str(data_dir), ali=str(ali_dir),

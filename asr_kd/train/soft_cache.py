@@ -8,7 +8,9 @@ utterance to (offset, frames) and records how the targets were made (teacher, T,
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +21,34 @@ from asr_kd.utils.io import atomic_path, clear_done, is_done, mark_done, write_j
 from asr_kd.utils.progress import progress
 
 
-def cache_dir_for(teacher_path, temperature: float, top_k: int, combine: str) -> Path:
-    return Path(teacher_path).parent / "soft_targets" / f"{combine}_T{temperature:g}_k{top_k}"
+def cache_dir_for(teacher_path, temperature: float, top_k: int, combine: str,
+                  transfer_dir=None) -> Path:
+    """Beside the teacher: its targets on the training set, or on the transfer set
+    `transfer_dir` (named by the dir and a hash of its absolute path, which tells apart two
+    recipes' `data/transfer_an4`)."""
+    out = Path(teacher_path).parent / "soft_targets" / f"{combine}_T{temperature:g}_k{top_k}"
+    if transfer_dir is None:
+        return out
+    key = hashlib.sha1(str(Path(transfer_dir).resolve()).encode()).hexdigest()[:8]
+    return out / "transfer" / f"{Path(transfer_dir).name}-{key}"
 
 
 @torch.no_grad()
-def write_soft_cache(out_dir, teacher, feats: dict[str, torch.Tensor], temperature: float,
-                     top_k: int, batch_size: int = 16, meta: dict | None = None) -> Path:
-    """Run `teacher` (an EnsembleAcousticModel) over `feats` and store its top-k targets."""
+def write_soft_cache(out_dir, teacher, feats: Mapping[str, torch.Tensor], temperature: float,
+                     top_k: int, batch_size: int = 16, meta: dict | None = None,
+                     lengths: Mapping[str, int] | None = None) -> Path:
+    """Run `teacher` (an EnsembleAcousticModel) over `feats` and store its top-k targets.
+    `feats` may read each utterance from disk when asked (a transfer set's FrameStore); then
+    pass `lengths` ({utt: frames}) so that the layout is known without reading it all twice."""
     out_dir = Path(out_dir)
     clear_done(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     utts = sorted(feats)
     index, offset = {}, 0
     for u in utts:
-        index[u] = (offset, int(feats[u].shape[0]))
-        offset += int(feats[u].shape[0])
+        n = int(lengths[u]) if lengths is not None else int(feats[u].shape[0])
+        index[u] = (offset, n)
+        offset += n
     k = min(top_k, len(teacher.log_prior))
     with atomic_path(out_dir / "ids.npy") as ids_tmp, \
             atomic_path(out_dir / "probs.npy") as probs_tmp, \

@@ -15,6 +15,7 @@ dropout), so a killed run resumes where it stopped and finishes with the same nu
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from asr_kd.acoustic.soft_targets import combine_log_probs
 from asr_kd.train.chunks import ChunkSet
 from asr_kd.train.distill import DistillConfig, kd_loss, zero_mean_logits
 from asr_kd.train.members import LoopMembers, StackedMLP, make_members
+from asr_kd.train.transfer import TransferChunks, resident_mb
 from asr_kd.utils.io import save_torch
 from asr_kd.utils.progress import progress
 from asr_kd.utils.runtime import RuntimePolicy, runtime_policy
@@ -67,18 +69,27 @@ class TrainConfig:
         return [self.seed + k for k in range(self.members)]
 
 
+SPEED_PREFIX = re.compile(r"^sp[0-9.]+-")  # asr-kd perturb-speed's copies: sp0.9-<utt>
+
+
 def split_utts(utts: list[str], cfg: TrainConfig) -> tuple[list[str], list[str]]:
     """(train, valid): a seeded `valid_fraction` held out (at least one utterance), then a seeded
     `utt_fraction` of the rest kept for training. The held-out set does not depend on
-    `utt_fraction`, so students trained on a share validate on the same utterances."""
+    `utt_fraction`, so students trained on a share validate on the same utterances. The
+    speed-perturbed copies of an utterance (sp0.9-<utt>) go wherever it goes: a copy of a
+    held-out utterance in training would leak it."""
+    groups: dict[str, list[str]] = {}
+    for u in sorted(utts):
+        groups.setdefault(SPEED_PREFIX.sub("", u), []).append(u)
     rng = np.random.default_rng(cfg.seed)
-    order = [str(u) for u in rng.permutation(sorted(utts))]
+    order = [str(u) for u in rng.permutation(sorted(groups))]
     n_valid = max(1, round(cfg.valid_fraction * len(order))) if cfg.valid_fraction > 0 else 0
     valid, rest = order[:n_valid], order[n_valid:]
     if cfg.utt_fraction < 1.0:
         keep = max(1, round(cfg.utt_fraction * len(rest)))
         rest = [str(u) for u in np.random.default_rng(cfg.seed + 1).permutation(rest)[:keep]]
-    return sorted(rest), sorted(valid)
+    return (sorted(u for g in rest for u in groups[g]),
+            sorted(u for g in valid for u in groups[g]))
 
 
 class MemberAdam:
@@ -244,12 +255,14 @@ def end_epoch(rec: dict, history: list, best: list[dict], opt: MemberAdam,
 
 def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[str, np.ndarray],
                   num_pdfs: int, out_dir: Path, device: torch.device, teachers=None,
-                  cache=None):
+                  cache=None, transfer=None):
     """Train cfg.members models; returns (list of models with their best validation weights,
     history). Checkpoints go to out_dir/epoch-N.pt; the newest one is resumed.
 
     teachers: LoopMembers/StackedMLP giving soft targets on the fly (cfg.distill.source online);
-    cache: callable (utts) -> (ids, logp, mass) per-frame top-k soft targets in that order.
+    cache: callable (utts) -> (ids, logp, mass) per-frame top-k soft targets in that order;
+    transfer: (FrameStores, their memory-mapped top-k caches or None when online): transfer
+    chunks join every step (cfg.distill.transfer_weight), with the soft term only.
     """
     out_dir = Path(out_dir)
     input_dim = next(iter(feats.values())).shape[1]
@@ -271,6 +284,10 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
             soft = CachedTargets(*[t.to(device) for t in cache(train.utts)])
         else:
             soft = TeacherTargets(teachers.to(device), cfg.distill, policy)
+    tchunks, n_transfer = None, cfg.distill.transfer_chunks(cfg.batch_size)
+    if transfer is not None:
+        stores, stores_soft = transfer
+        tchunks = TransferChunks(stores, lc, rc, cfg.chunk_size, soft=stores_soft)
     n = len(members)
     log.info("training %d member(s) (%s; %s parameters) on %d utterances / %d frames, "
              "validating on %d frames; distill %s", n, type(members).__name__,
@@ -278,6 +295,10 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
                         for m in members.to_models()),
              len(train_utts), train.num_frames, valid.num_frames,
              cfg.distill if soft else "off")
+    if tchunks is not None:
+        log.info("transfer sets: %d frames in %d chunks, %d chunks beside every %d labelled "
+                 "ones; resident memory %.0f MB", tchunks.num_frames, len(tchunks), n_transfer,
+                 cfg.batch_size, resident_mb())
     opt = MemberAdam(members.member_params(), n, cfg.lr, cfg.weight_decay)
     # On a share of the data an epoch passes over it 1/share times, so that it takes as many
     # steps as on all of it and the schedule (and Table 5's comparison) means the same.
@@ -291,11 +312,22 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
         order = torch.cat([torch.randperm(len(train), generator=gen)
                            for _ in range(repeats)]).to(device)
         tot, hits, nfr = torch.zeros(n), torch.zeros(n), 0
-        for idx in progress(order.split(cfg.batch_size), f"epoch {epoch}", unit="steps"):
+        steps = order.split(cfg.batch_size)
+        if tchunks is not None:  # this epoch's transfer chunks, drawn on from the last epoch's
+            tdraws = tchunks.draws(cfg.seed, (epoch - 1) * len(steps) * n_transfer,
+                                   len(steps) * n_transfer).reshape(len(steps), n_transfer)
+        for step, idx in enumerate(progress(steps, f"epoch {epoch}", unit="steps")):
             x, y, rows = train.batch(idx)
+            extra = soft(x, rows, train.left, train.chunk_size) \
+                if isinstance(soft, CachedTargets) else {}
+            if tchunks is not None:
+                xt, yt, extra_t = tchunks.batch(tdraws[step], device)
+                x, y = torch.cat([x, xt]), torch.cat([y, yt])
+                extra = {k: torch.cat([v, extra_t[k]]) for k, v in extra.items()}
+            if isinstance(soft, TeacherTargets):
+                extra = soft(x, None, train.left, train.chunk_size)
             with policy.train_autocast():
                 logits = members.center_logits(x, train.left, train.chunk_size)
-            extra = soft(x, rows, train.left, train.chunk_size) if soft else {}
             losses = torch.stack([kd_loss(logits[k], y, cfg.distill, **extra) for k in range(n)])
             opt.zero_grad()
             losses.sum().backward()

@@ -3,11 +3,14 @@
 # 948 train utterances (74 speakers) and 130 test (10 other speakers).
 # Teacher ensemble, distilled student, and the paper's Tables 1 and 5 on real speech.
 # Stage 13: specialists over confusable pdfs beside teacher_1 (paper section 5).
-# Stage 14: the student pair again with other seeds: kept with its spread.
+# Stage 14: every student again with other seeds: kept with its spread.
+# The DNNs train on data/train_sp (the original and copies at speeds 0.9 and 1.1, aligned with
+# tri1); stage 7's S_kdt students are distilled with two transfer sets of untranscribed
+# LibriSpeech audio beside it (an hour of train-clean-5, 14 speakers of dev-clean).
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
 #   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
-#   [--seeds "101 102"]
+#   [--seeds "101 102"] [--speed-factors "0.9 1.1"] [--transfer-sets "transfer_... ..."]
 #   [--corpus-dir DIR] [--download] [--url URL] [--sha256 HEX] [--lm-order N]
 #   [--conf-dir conf|conf_ci]
 # Kaldi's AN4 recipe scores 10.61% WER with its monophone GMM and 5.95% with its best
@@ -17,6 +20,9 @@ set -euo pipefail
 
 . ../common/defaults.sh   # the shared options: --stage, --device, --conf-dir, --gmm, ...
 stop_stage=14
+students="student student_big"  # the small student, and one of a teacher member's shape
+speed_factors="0.9 1.1"
+transfer_sets="transfer_librispeech_subset transfer_librispeech_dev_clean"
 corpus_dir=     # a local copy (etc/ and wav/); empty: ../shared/corpora/an4, else download
 download=false  # true (--download): fetch CMU's archive into corpus/an4 even where the shared
                 # copy is present (once: a complete corpus/an4 is used as it is)
@@ -36,9 +42,11 @@ if run 0; then
     $shared_opt ${url:+--url "$url"} ${sha256:+--sha256 "$sha256"} > corpus.path
 fi
 if run 1; then
-  log "Stage 1: data dirs, an4.dic lexicon, a $lm_order-gram LM on the training transcripts"
+  log "Stage 1: data dirs, an4.dic lexicon, a $lm_order-gram LM on the training transcripts;" \
+    "transfer sets"
   local_py an4 prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
     --lm-order "$lm_order"
+  local_py an4 transfer --data-dir data
 fi
 . ../common/stages.sh
 exit

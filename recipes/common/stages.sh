@@ -1,7 +1,15 @@
 # The stages every asr-kd recipe shares, from the lang dir to the results (stages 2-14).
 # Sourced by recipes/<corpus>/run.sh after it has parsed its options, run stages 0-1 (corpus and
 # data dirs, data/local/dict, data/local/lm.arpa) and set:
-#   train, test       data dir names under data/
+#   train, test       data dir names under data/: the GMMs' training set and the first
+#                     (primary) test set
+#   test_sets         every test set, the first being $test (default: $test alone); every
+#                     system is decoded and reported on each
+#   speed_factors     speed perturbation of $train (stage 3), e.g. "0.9 1.1": data/${train}_sp
+#                     holds the original and the perturbed copies, is aligned with the GMM
+#                     (stage 5) and is the training set of every DNN, teachers and students
+#   transfer_sets     data dirs under data/ of untranscribed audio (stage 1 makes them), e.g.
+#                     "transfer_a transfer_b": stage 7 adds exp/S_kdt, distilled with them too
 #   device            --device for every stage
 #   temperatures      temperature sweep (stage 11), e.g. "1 2 5 10"
 #   alphas            alpha sweep at conf/student.yaml's temperature (stage 11)
@@ -9,9 +17,11 @@
 #   allow_pipes       true: wav.scp entries may be shell pipes (`sph2pipe ... |`), stage 3
 #   decoder           reference (kaldi-decoder's FasterDecoder, CPU) or torch (batched, --device)
 #   students          student configs for stage 7 (default "student"): conf/S.yaml trains
-#                     exp/S_hard and exp/S_kd, e.g. "student student_tdnn"
-#   seeds             more seeds for stage 7's "student" pair (stage 14), e.g. "101 102":
-#                     exp/seeds/hard_sN and kd_sN; the report gives kept per seed and its spread
+#                     exp/S_hard, exp/S_kd (and exp/S_kdt with transfer sets), e.g.
+#                     "student student_big"
+#   seeds             more seeds of every student of stage 7 (stage 14), e.g. "101 102":
+#                     exp/seeds/S_hard_sN, S_kd_sN, S_kdt_sN; the report gives kept per seed,
+#                     of the seed means, and a paired bootstrap of each distilled WER
 #   gmm               the GMM whose alignments are the DNN targets and whose tree the decoding
 #                     graph uses: tri1 (default; conf/tri1.yaml) or mono
 #   corpus            the corpus name in the report
@@ -36,40 +46,69 @@ conf() {
 
 asr="python -m asr_kd"
 dev="--device $device"
-ali=exp/${gmm}_ali_$train
+test_sets=${test_sets:-$test}
+dnn_train=$train  # the DNNs' training set: $train, or its speed-perturbed copy
+if [ -n "$speed_factors" ]; then dnn_train=${train}_sp; fi
+ali=exp/${gmm}_ali_$dnn_train
+transfer=  # the transfer sets as one --set value for train-student
+if [ -n "$transfer_sets" ]; then
+  transfer="distill.transfer=[$(printf 'data/%s,' $transfer_sets)]"
+  transfer=${transfer/,]/]}
+fi
 
-# decode_system NAME MODEL DECODE_DIR: decode the test set with one system; every system uses
-# exp/graph and the targets' alignments, except a monophone GMM below a triphone one.
+# decode_system NAME MODEL RUN_DIR: decode every test set with one system into
+# RUN_DIR/decode_<set>; every system uses exp/graph and the targets' alignments, except a
+# monophone GMM below a triphone one.
 decode_system() {
-  local cf graph=exp/graph ali_dir=exp/${gmm}_ali_$test
+  local cf graph=exp/graph ali_gmm=$gmm t
   cf=$(conf decode_dnn.yaml)
   case "$2" in *.mdl) cf=$(conf decode_gmm.yaml) ;; esac
-  if [ "$1" = mono ] && [ "$gmm" != mono ]; then graph=exp/graph_mono ali_dir=exp/mono_ali_$test; fi
-  $asr decode --system "$1" "$2" $graph data/$test "$3" --ali-dir $ali_dir \
-    $cf --decoder "$decoder" $dev
+  if [ "$1" = mono ] && [ "$gmm" != mono ]; then graph=exp/graph_mono ali_gmm=mono; fi
+  for t in $test_sets; do
+    $asr decode --system "$1" "$2" $graph data/$t "$3/decode_$t" --ali-dir exp/${ali_gmm}_ali_$t \
+      $cf --decoder "$decoder" $dev
+  done
 }
 
-# student NAME [--teacher MODEL] [--role ROLE] [--group G] [--set KEY=VALUE ...]: train one
-# student on the ensemble (or on MODEL) and decode it; the role (sweep, share, seed, ...) and
-# group go to its run.json, which the report reads.
-student() {
-  local dir=$1 teacher=exp/ensemble/final.pt; shift
+# train_student DIR [--variant S V] [--teacher MODEL] [--role ROLE] [--group G] [--set K=V ...]:
+# train one student on the ensemble (or on MODEL): conf/student.yaml, or variant V (hard, kd,
+# kdt) of conf/S.yaml in group S; the role (sweep, share, seed, ...) and group go to its
+# run.json, which the report reads.
+train_student() {
+  local dir=$1 s=student teacher=exp/ensemble/final.pt variant=(); shift
+  if [ "${1:-}" = --variant ]; then
+    s=$2 variant=(--group "$2")
+    case $3 in
+      hard) variant+=(--set distill.alpha=0) ;;
+      kdt) variant+=(--set "$transfer") ;;
+    esac
+    shift 3
+  fi
   if [ "${1:-}" = --teacher ]; then teacher=$2; shift 2; fi
-  $asr train-student data/$train $ali "$dir" $(conf student.yaml) \
-    --teacher "$teacher" "$@" $dev
-  decode_system "$(basename "$dir")" "$dir/final.pt" "$dir/decode_$test"
+  $asr train-student data/$dnn_train $ali "$dir" $(conf $s.yaml) \
+    --teacher "$teacher" "${variant[@]}" "$@" $dev
 }
+# student DIR ARGS...: train_student, then decode it (stages 11-14, after the graph).
+student() { train_student "$@"; decode_system "$(basename "$1")" "$1/final.pt" "$1"; }
 
-report() { $asr report exp --corpus "$corpus" --test-set "$test"; }
+# variants: exp/S_hard, exp/S_kd and, with transfer sets, exp/S_kdt for each student S.
+variants() { echo "hard kd${transfer:+ kdt}"; }
+
+report() {
+  $asr report exp --corpus "$corpus" $(for t in $test_sets; do echo "--test-set $t"; done)
+}
 
 if run 2; then
   log "Stage 2: lang dir (lexicon, topology, L, G from the ARPA LM)"
   $asr make-lang data/local/dict data/lang --arpa data/local/lm.arpa --sil-prob "$sil_prob"
 fi
 if run 3; then
-  log "Stage 3: fbank + CMVN"
+  log "Stage 3: fbank + CMVN${speed_factors:+, with copies of $train at speeds $speed_factors}"
   pipes=; if [ "$allow_pipes" = true ]; then pipes=--allow-pipes; fi
-  for set in $train $test; do
+  if [ "$dnn_train" != "$train" ]; then
+    $asr perturb-speed data/$train data/$dnn_train --factors $speed_factors
+  fi
+  for set in $(echo $train $dnn_train $test_sets | tr ' ' '\n' | awk '!seen[$0]++'); do
     $asr compute-feats data/$set $(conf fbank.yaml) $pipes $dev
   done
 fi
@@ -84,24 +123,24 @@ if run 4; then
 fi
 if run 5; then
   log "Stage 5: forced alignment with $gmm (DNN targets; test alignments for frame accuracy)"
-  for set in $train $test; do
+  for set in $dnn_train $test_sets; do
     $asr align data/$set data/lang exp/$gmm exp/${gmm}_ali_$set $(conf $gmm.yaml) $dev
   done
   if [ "$gmm" != mono ]; then  # the monophone GMM's own frame accuracy
-    $asr align data/$test data/lang exp/mono exp/mono_ali_$test $(conf mono.yaml) $dev
+    for set in $test_sets; do
+      $asr align data/$set data/lang exp/mono exp/mono_ali_$set $(conf mono.yaml) $dev
+    done
   fi
 fi
 if run 6; then
   log "Stage 6: teacher ensemble (exp/teacher_k, exp/ensemble)"
-  $asr train-teachers data/$train $ali exp $(conf teachers.yaml) $dev
+  $asr train-teachers data/$dnn_train $ali exp $(conf teachers.yaml) $dev
 fi
 if run 7; then
-  log "Stage 7: students ($students): hard targets only, and distilled from the ensemble"
+  log "Stage 7: students ($students): hard targets only, distilled from the ensemble" \
+    "${transfer:+, and distilled with the transfer sets ($transfer_sets)}"
   for s in $students; do
-    $asr train-student data/$train $ali exp/${s}_hard $(conf $s.yaml) \
-      --set distill.alpha=0 $dev
-    $asr train-student data/$train $ali exp/${s}_kd $(conf $s.yaml) \
-      --teacher exp/ensemble/final.pt $dev
+    for v in $(variants); do train_student exp/${s}_$v --variant "$s" "$v"; done
   done
 fi
 if run 8; then
@@ -112,12 +151,12 @@ if run 8; then
   fi
 fi
 if run 9; then
-  log "Stage 9: decode $test with every system"
-  students_dirs=$(for s in $students; do echo exp/${s}_hard exp/${s}_kd; done)
+  log "Stage 9: decode $test_sets with every system"
+  students_dirs=$(for s in $students; do for v in $(variants); do echo exp/${s}_$v; done; done)
   gmm_dirs=exp/mono; [ "$gmm" = mono ] || gmm_dirs="exp/mono exp/$gmm"
   for dir in $gmm_dirs exp/teacher_* exp/ensemble $students_dirs; do
     model=$dir/final.pt; [ -f "$model" ] || model=$dir/final.mdl
-    decode_system "$(basename "$dir")" "$model" "$dir/decode_$test"
+    decode_system "$(basename "$dir")" "$model" "$dir"
   done
 fi
 if run 10; then
@@ -125,9 +164,18 @@ if run 10; then
   report
 fi
 if run 11; then
-  log "Stage 11: temperature sweep (T = $temperatures) and alpha sweep (alpha = $alphas)"
+  log "Stage 11: temperature sweep (T = $temperatures), alpha sweep (alpha = $alphas)," \
+    "and student_kdt on part of the transfer sets"
   for t in $temperatures; do student exp/sweep/T$t --role sweep --set distill.temperature="$t"; done
   for a in $alphas; do student exp/sweep/alpha$a --role sweep --set distill.alpha="$a"; done
+  # kept against the transfer sets' size: student_kd (none) and student_kdt (all) from stage 7,
+  # and here the first k of the sets for k = 1 .. (number of sets - 1).
+  set -- $transfer_sets
+  for ((k = 1; k < $#; k++)); do
+    part=$(printf 'data/%s,' "${@:1:k}")
+    student exp/transfer/student_kdt_$k --variant student kdt --role transfer \
+      --set "distill.transfer=[${part%,}]"
+  done
   report
 fi
 if run 12; then
@@ -141,9 +189,9 @@ if run 12; then
 fi
 if run 13; then
   log "Stage 13: specialists over confusable pdfs beside teacher_1, and a student distilled from them"
-  $asr train-specialists data/$train $ali exp/teacher_1/final.pt exp/specialists \
+  $asr train-specialists data/$dnn_train $ali exp/teacher_1/final.pt exp/specialists \
     $(conf specialists.yaml) $dev
-  decode_system specialists exp/specialists/final.pt exp/specialists/decode_$test
+  decode_system specialists exp/specialists/final.pt exp/specialists
   $asr score-specialists exp/specialists/final.pt data/$test exp/${gmm}_ali_$test \
     exp/specialists/decode_$test $dev
   student exp/student_spec --teacher exp/specialists/final.pt --group student_spec \
@@ -151,10 +199,13 @@ if run 13; then
   report
 fi
 if run 14; then
-  log "Stage 14: kept over student seeds ($seeds, beside stage 7's pair)"
-  for s in $seeds; do
-    student exp/seeds/hard_s$s --role seed --set seed="$s" --set distill.alpha=0
-    student exp/seeds/kd_s$s --role seed --set seed="$s"
+  log "Stage 14: kept over student seeds ($seeds, beside stage 7's) for $students"
+  for seed in $seeds; do
+    for s in $students; do
+      for v in $(variants); do
+        student exp/seeds/${s}_${v}_s$seed --variant "$s" "$v" --role seed --set seed="$seed"
+      done
+    done
   done
   report
 fi

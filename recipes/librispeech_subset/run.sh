@@ -12,6 +12,7 @@ set -euo pipefail
 
 . ../common/defaults.sh   # the shared options: --stage, --device, --conf-dir, --gmm, ...
 stop_stage=12
+transfer_sets=transfer_an4  # all of AN4's audio, untranscribed: stage 7's student_kdt
 corpus_dir=     # a local copy (train-clean-5/, SPEAKERS.TXT, lm_text/); empty: the shared one
 lm_order=3
 lm_text=train+other
@@ -30,6 +31,7 @@ if run 1; then
   log "Stage 1: data dirs (split by speaker), CMUdict lexicon, a $lm_order-gram LM on $lm_text"
   local_py librispeech prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
     --split-by-speaker --lm-order "$lm_order" --lm-text "$lm_text"
+  if [ -n "$transfer_sets" ]; then local_py librispeech transfer --data-dir data; fi
 fi
 . ../common/stages.sh
 exit
