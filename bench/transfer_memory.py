@@ -28,8 +28,8 @@ import torch
 from asr_kd.nets import build_model
 from asr_kd.train.distill import DistillConfig, kd_loss
 from asr_kd.train.members import LoopMembers
-from asr_kd.train.transfer import FrameStore, TransferChunks, open_cache_arrays, store_dir
 from asr_kd.train.trainer import MemberAdam
+from asr_kd.train.transfer import FrameStore, TransferChunks, open_cache_arrays, store_dir
 from asr_kd.utils.io import mark_done, write_json
 
 
@@ -74,8 +74,8 @@ def build(source: Path, cache: Path, out: Path, gb: float) -> int:
     tile(store.frames, store_dir(out) / "frames.f32", rows)
     index = {f"rep{c:04d}-{u}": (c * store.num_frames + o, n) for c in range(copies)
              for u, (o, n) in store.index.items()}
-    write_json(store_dir(out) / "frames.json", {"frames": rows, "dim": store.dim,
-                                                "utts": index, **store.meta})
+    write_json(store_dir(out) / "frames.json", {**store.meta, "frames": rows,
+                                                "dim": store.dim, "utts": index})
     mark_done(store_dir(out))
     (out / "cache").mkdir()
     for name, arr in zip(("ids", "probs", "mass"), open_cache_arrays(cache)):
