@@ -161,12 +161,23 @@ def _run_info(run_dir: Path) -> dict:
             "train": json.loads(train_eval.read_text()) if train_eval.exists() else None}
 
 
+def _best_valid(run: Run) -> float | None:
+    """The best validation frame accuracy of a run's epochs (its final weights' epoch)."""
+    path = run.path / "history.json"
+    if not path.is_file():
+        return None
+    return max((h["members"][0]["valid_acc"] for h in json.loads(path.read_text())),
+               default=None)
+
+
 def _sweep(runs: list[Run]) -> list[dict]:
-    rows = [{"run": r.name, "temperature": r.settings["temperature"],
-             "alpha": r.settings["alpha"], "frame_acc": r.scores["frame_acc"],
+    rows = [{"run": r.name, "variant": r.variant, "temperature": r.settings["temperature"],
+             "alpha": r.settings["alpha"], "transfer_weight": r.settings.get("transfer_weight"),
+             "valid_acc": _best_valid(r), "frame_acc": r.scores["frame_acc"],
              "wer": r.scores["wer"]}
             for r in runs if r.role == "sweep" and r.scores is not None]
-    return sorted(rows, key=lambda r: (r["alpha"], r["temperature"]))
+    return sorted(rows, key=lambda r: (r["variant"] or "", r["alpha"], r["temperature"],
+                                       r["transfer_weight"] or 0))
 
 
 def _share(runs: list[Run]) -> list[dict]:
@@ -601,10 +612,21 @@ def make_report(exp_dir, corpus: str, test_set, recipe_dir=".") -> dict:
     sweep = _sweep(runs)
     if sweep:
         results["sweep"] = sweep
-        lines += ["## Temperature and alpha sweep (student_kd's model and schedule)", "",
-                  "| T | alpha | frame acc % | WER % |", "|---|---|---|---|"]
-        lines += [f"| {r['temperature']:g} | {r['alpha']:g} | {_fmt(r['frame_acc'], '.2f')} | "
-                  f"{r['wer']:.2f} |" for r in sweep]
+        lines += ["## Sweep of T, alpha and the transfer weight (student's model and schedule)",
+                  "", "Settings are chosen on the validation split (held-out utterances of the "
+                  "training speakers), never on test: `valid acc` is each run's best epoch.", "",
+                  "| run | variant | T | alpha | transfer weight | valid acc % | test frame acc % "
+                  "| WER % |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['run']} | {r['variant']} | {r['temperature']:g} | {r['alpha']:g} | "
+                  f"{_fmt(r['transfer_weight'], 'g')} | {_fmt(r['valid_acc'], '.2f')} | "
+                  f"{_fmt(r['frame_acc'], '.2f')} | {r['wer']:.2f} |" for r in sweep]
+        for variant in sorted({r["variant"] for r in sweep if r["valid_acc"] is not None}):
+            best = max((r for r in sweep if r["variant"] == variant and r["valid_acc"]
+                        is not None), key=lambda r: r["valid_acc"])
+            weight = best["transfer_weight"]
+            lines.append(f"\nBest on validation ({variant}): {best['run']} (T "
+                         f"{best['temperature']:g}, alpha {best['alpha']:g}"
+                         + (f", transfer weight {weight:g}" if weight else "") + ").")
         lines.append("")
         baselines = {"ensemble": ens,
                      "hard targets": primary[HARD].acc if primary[HARD] else None}

@@ -7,6 +7,7 @@ device=auto               # --device of every stage: auto, cpu, cuda, cuda:N
 conf_dir=conf             # an overlay of conf/ (e.g. conf_ci; see common/stages.sh)
 temperatures="1 2 5 10"   # stage 11: temperature sweep at conf/student.yaml's alpha
 alphas="0.2 0.8"          # stage 11: alpha sweep at conf/student.yaml's temperature
+transfer_weights="0.25 0.75"  # stage 11: transfer-weight sweep of student_kdt
 shares=3                  # stage 12: percent of the training utterances for Table 5
 students=student          # stage 7: conf/S.yaml -> exp/S_hard, exp/S_kd (, exp/S_kdt) for each S
 test_sets=                # every test set, decoded and reported (empty: run.sh's $test alone)

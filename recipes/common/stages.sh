@@ -13,6 +13,8 @@
 #   device            --device for every stage
 #   temperatures      temperature sweep (stage 11), e.g. "1 2 5 10"
 #   alphas            alpha sweep at conf/student.yaml's temperature (stage 11)
+#   transfer_weights  transfer-weight sweep of student_kdt (stage 11); the report marks the
+#                     setting of each variant best on the validation split
 #   shares            percent of the training utterances for Table 5 (stage 12), e.g. "3"
 #   allow_pipes       true: wav.scp entries may be shell pipes (`sph2pipe ... |`), stage 3
 #   decoder           reference (kaldi-decoder's FasterDecoder, CPU) or torch (batched, --device)
@@ -165,9 +167,16 @@ if run 10; then
 fi
 if run 11; then
   log "Stage 11: temperature sweep (T = $temperatures), alpha sweep (alpha = $alphas)," \
-    "and student_kdt on part of the transfer sets"
+    "${transfer:+transfer-weight sweep ($transfer_weights),} student_kdt on part of the" \
+    "transfer sets"
   for t in $temperatures; do student exp/sweep/T$t --role sweep --set distill.temperature="$t"; done
   for a in $alphas; do student exp/sweep/alpha$a --role sweep --set distill.alpha="$a"; done
+  if [ -n "$transfer" ]; then
+    for w in $transfer_weights; do
+      student exp/sweep/kdt_w$w --variant student kdt --role sweep \
+        --set distill.transfer_weight="$w"
+    done
+  fi
   # kept against the transfer sets' size: student_kd (none) and student_kdt (all) from stage 7,
   # and here the first k of the sets for k = 1 .. (number of sets - 1).
   set -- $transfer_sets
