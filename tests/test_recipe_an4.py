@@ -32,7 +32,7 @@ def test_an4_recipe_table1(tmp_path, monkeypatch):
     # The WER bounds below are regression bounds for conf_ci, not targets: each is what a CI
     # run of this test measured (recorded with the bounds in commits b84128b and b17928b) plus
     # a margin. For scale, with the full configs (conf/) the recipe scores
-    # mono 8.28-8.41%, tri1 7.50%, ensemble 6.34% (docs/results/an4.md), and Kaldi's own AN4
+    # mono 8.41%, tri1 7.50%, ensemble 3.75% (docs/results/an4.md), and Kaldi's own AN4
     # recipe 10.61% with its monophone GMM and 10.48% with tri1 (docs/results/an4.md,
     # recipes/an4/run.sh).
     # conf_ci/mono.yaml is a quarter of train_mono.sh's schedule (CI run: 12.42%).
