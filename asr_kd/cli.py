@@ -78,8 +78,9 @@ def cmd_validate_data(a):
 def cmd_perturb_speed(a):
     from asr_kd.data.perturb import perturb_speed
 
-    d = perturb_speed(a.data_dir, a.out_dir, a.factors)
-    speeds = " ".join(f"{f:g}" for f in sorted({1.0, *d.reco2speed.values()}))
+    d = perturb_speed(a.data_dir, a.out_dir, a.factors, copies_only=a.copies_only)
+    originals = set() if a.copies_only else {1.0}
+    speeds = " ".join(f"{f:g}" for f in sorted({*originals, *d.reco2speed.values()}))
     print(f"{a.out_dir}: {len(d.utts)} utterances, {len(d.spk2utt)} speakers, speeds {speeds}")
 
 
@@ -225,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--factors", type=float, nargs="+", default=[0.9, 1.1],
                             help="a copy of every utterance per factor, read at that speed "
                                  "(ids prefixed sp<factor>-); the originals are kept as well")
+            sp.add_argument("--copies-only", action="store_true",
+                            help="leave the originals out (a transfer set of perturbed copies "
+                                 "of audio that is labelled already)")
         if verb == "make-lang":
             sp.add_argument("--arpa", default=None, help="ARPA LM to convert into G.fst")
             sp.add_argument("--sil-prob", type=float, default=0.5)

@@ -216,6 +216,12 @@ def test_factors(tmp_path, capsys, restore_logging):
     write_data_dir(src, {"s1_a": str(wav)}, {"s1_a": "A"}, {"s1_a": "s1"})
     d = perturb_speed(src, tmp_path / "sp", [1.0, 0.9])  # 1 is the originals, not a copy
     assert d.utts == ["s1_a", "sp0.9-s1_a"]
+    assert main(["perturb-speed", str(src), str(tmp_path / "copies"), "--factors", "1.2", "0.8",
+                 "--copies-only"]) == 0  # a transfer set: its originals are labelled already
+    assert capsys.readouterr().out.strip().endswith(": 2 utterances, 2 speakers, speeds 0.8 1.2")
+    d = load_data_dir(tmp_path / "copies")
+    assert d.utts == ["sp0.8-s1_a", "sp1.2-s1_a"] and d.reco2speed == {
+        "sp0.8-s1_a": 0.8, "sp1.2-s1_a": 1.2}
 
     out = tmp_path / "bad"
     assert main(["perturb-speed", str(src), str(out), "--factors", "0.9", "-1"]) == 1

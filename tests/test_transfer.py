@@ -106,6 +106,18 @@ def test_transfer_draws_cover_every_chunk_and_resume(tmp_path):
     assert not np.array_equal(chunks.draws(8, 0, n), first[:n])
 
 
+def test_copies_of_held_out_utterances_are_left_out(tmp_path):
+    feats = {u: np.full((20, 2), i, np.float32)
+             for i, u in enumerate(["a", "sp0.8-a", "sp1.2-a", "sp0.8-b", "libri-1"])}
+    held = {"a"}
+    chunks = TransferChunks([_store(tmp_path, feats)], 0, 0, 16,
+                            held_out=lambda u: u.removeprefix("sp0.8-").removeprefix("sp1.2-")
+                            in held)
+    assert chunks.held_out_utts == 3 and chunks.num_frames == 40 and len(chunks) == 4
+    x, _, _ = chunks.batch(np.arange(len(chunks)), "cpu")
+    assert sorted({int(v) for v in x[:, 0, 0]}) == [3, 4]  # sp0.8-b and libri-1 alone
+
+
 def _an4_transfer_dir(path: Path, n: int, with_text: bool) -> Path:
     """n AN4 recordings (16 kHz, speakers other than yesno's) as a data dir with no `text`."""
     wavs = sorted((corpus("an4") / "wav" / "an4_clstk").rglob("*.wav"))[:n]

@@ -78,10 +78,11 @@ def _read_values(path: Path, label: str, keys, duration: bool) -> dict[str, str]
     return out
 
 
-def perturb_speed(data_dir, out_dir, factors) -> DataDir:
+def perturb_speed(data_dir, out_dir, factors, copies_only: bool = False) -> DataDir:
     """Write OUT: the data dir's utterances and a copy of them per factor (see the module
-    docstring); returns OUT loaded. A source dir that is itself perturbed works too: a copy's
-    speed is the product of the two.
+    docstring); with `copies_only`, the copies alone (as Kaldi's perturb_data_dir_speed.sh
+    makes one: for a transfer set, whose originals are already labelled); returns OUT loaded.
+    A source dir that is itself perturbed works too: a copy's speed is the product of the two.
 
     Every file is replaced atomically; perturb-speed's optional files that this source lacks
     are removed from OUT, and features computed in OUT before are marked stale. OUT is marked
@@ -105,7 +106,7 @@ def perturb_speed(data_dir, out_dir, factors) -> DataDir:
     wav, text, utt2spk, speed = {}, {}, {}, {}
     segments = {} if d.segments is not None else None
     files: dict[str, dict[str, str]] = {n: {} for n in EXTRA_FILES}
-    for f in [1.0, *factors]:
+    for f in [*([] if copies_only else [1.0]), *factors]:
         p = "" if f == 1.0 else speed_prefix(f)
         for rec, spec in d.wav.items():
             wav[p + rec] = spec

@@ -287,7 +287,11 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
     tchunks, n_transfer = None, cfg.distill.transfer_chunks(cfg.batch_size)
     if transfer is not None:
         stores, stores_soft = transfer
-        tchunks = TransferChunks(stores, lc, rc, cfg.chunk_size, soft=stores_soft)
+        # A perturbed copy of a validation utterance (sp0.9-<utt>) in a transfer set would
+        # show the student what it is validated on, as split_utts keeps from the labelled set.
+        held = {SPEED_PREFIX.sub("", u) for u in valid_utts}
+        tchunks = TransferChunks(stores, lc, rc, cfg.chunk_size, soft=stores_soft,
+                                 held_out=lambda u: SPEED_PREFIX.sub("", u) in held)
     n = len(members)
     log.info("training %d member(s) (%s; %s parameters) on %d utterances / %d frames, "
              "validating on %d frames; distill %s", n, type(members).__name__,
@@ -297,8 +301,9 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
              cfg.distill if soft else "off")
     if tchunks is not None:
         log.info("transfer sets: %d frames in %d chunks, %d chunks beside every %d labelled "
-                 "ones; resident memory %.0f MB", tchunks.num_frames, len(tchunks), n_transfer,
-                 cfg.batch_size, resident_mb())
+                 "ones; %d utterances left out (copies of validation ones); resident memory "
+                 "%.0f MB", tchunks.num_frames, len(tchunks), n_transfer, cfg.batch_size,
+                 tchunks.held_out_utts, resident_mb())
     opt = MemberAdam(members.member_params(), n, cfg.lr, cfg.weight_decay)
     # On a share of the data an epoch passes over it 1/share times, so that it takes as many
     # steps as on all of it and the schedule (and Table 5's comparison) means the same.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -91,20 +91,26 @@ class TransferChunks:
 
     soft: per store, None (the teachers run online) or the memory-mapped top-k cache
     (ids, probs, mass) in the store's row order.
+    held_out: true for an utterance left out (a perturbed copy of a validation utterance).
     """
 
     def __init__(self, stores: list[FrameStore], left: int, right: int, chunk_size: int,
-                 soft: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None):
+                 soft: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+                 held_out: Callable[[str], bool] | None = None):
         self.stores, self.soft = stores, soft
         self.left, self.right, self.chunk_size = left, right, chunk_size
         table = []  # per chunk: store, utterance offset, utterance frames, first frame
+        self.num_frames = self.held_out_utts = 0
         for s, store in enumerate(stores):
-            for o, n in store.index.values():
+            for utt, (o, n) in store.index.items():
+                if held_out is not None and held_out(utt):
+                    self.held_out_utts += 1
+                    continue
+                self.num_frames += n
                 c0 = np.arange(0, n, chunk_size)
                 table.append(np.stack([np.full_like(c0, s), np.full_like(c0, o),
                                        np.full_like(c0, n), c0], 1))
         self.table = np.concatenate(table) if table else np.zeros((0, 4), np.int64)
-        self.num_frames = sum(s.num_frames for s in stores)
 
     def __len__(self) -> int:
         return len(self.table)

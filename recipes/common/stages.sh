@@ -10,6 +10,10 @@
 #                     (stage 5) and is the training set of every DNN, teachers and students
 #   transfer_sets     data dirs under data/ of untranscribed audio (stage 1 makes them), e.g.
 #                     "transfer_a transfer_b": stage 7 adds exp/S_kdt, distilled with them too
+#   transfer_speed_factors  e.g. "0.8 1.2": stage 3 writes the copies of $train at these
+#                     speeds alone (no originals) as data/transfer_${train}_sp, a transfer set
+#                     joining $transfer_sets: in-domain audio the teachers label but never
+#                     trained on at these speeds; copies of validation utterances are left out
 #   device            --device for every stage
 #   temperatures      temperature sweep (stage 11), e.g. "1 2 5 10"
 #   alphas            alpha sweep at conf/student.yaml's temperature (stage 11)
@@ -52,6 +56,7 @@ test_sets=${test_sets:-$test}
 dnn_train=$train  # the DNNs' training set: $train, or its speed-perturbed copy
 if [ -n "$speed_factors" ]; then dnn_train=${train}_sp; fi
 ali=exp/${gmm}_ali_$dnn_train
+if [ -n "$transfer_speed_factors" ]; then transfer_sets+=" transfer_${train}_sp"; fi
 transfer=  # the transfer sets as one --set value for train-student
 if [ -n "$transfer_sets" ]; then
   transfer="distill.transfer=[$(printf 'data/%s,' $transfer_sets)]"
@@ -109,6 +114,10 @@ if run 3; then
   pipes=; if [ "$allow_pipes" = true ]; then pipes=--allow-pipes; fi
   if [ "$dnn_train" != "$train" ]; then
     $asr perturb-speed data/$train data/$dnn_train --factors $speed_factors
+  fi
+  if [ -n "$transfer_speed_factors" ]; then  # featurised by train-student, as every transfer set
+    $asr perturb-speed data/$train data/transfer_${train}_sp --factors $transfer_speed_factors \
+      --copies-only
   fi
   for set in $(echo $train $dnn_train $test_sets | tr ' ' '\n' | awk '!seen[$0]++'); do
     $asr compute-feats data/$set $(conf fbank.yaml) $pipes $dev
