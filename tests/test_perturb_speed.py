@@ -263,3 +263,8 @@ def test_speed_copies_follow_their_utterance_into_train_or_valid():
     plain_train, plain_valid = split_utts(base, cfg)
     assert plain_valid == sorted(u for u in valid if not u.startswith(("sp0", "sp1")))
     assert plain_train == sorted(u for u in train if not u.startswith(("sp0", "sp1")))
+    # split_seed fixes the split whatever the seed (a student validating on its teachers'
+    # held-out utterances).
+    assert split_utts(utts, TrainConfig(valid_fraction=0.2, seed=9, split_seed=3)) == \
+        (train, valid)
+    assert split_utts(utts, TrainConfig(valid_fraction=0.2, seed=9))[1] != valid

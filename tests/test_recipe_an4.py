@@ -17,7 +17,8 @@ def test_an4_recipe_table1(tmp_path, monkeypatch):
     # Without speed perturbation and transfer sets (FSDD's test trains with a transfer set):
     # they would triple this test's time.
     proc = run_recipe(rdir, "--device", "cpu", "--conf-dir", "conf_ci", "--stop-stage", "10",
-                      "--speed-factors", "", "--transfer-sets", "", "--students", "student",
+                      "--speed-factors", "", "--transfer-sets", "", "--transfer-speed-factors", "",
+                      "--students", "student",
                       timeout=2400)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])

@@ -21,7 +21,8 @@ def test_an4_recipe_downloads_sphere(http_server, tmp_path):
     # As tests/test_recipe_an4.py: the recipe's default speed perturbation, transfer sets and
     # second student shape are not what this test is about and would triple its time.
     proc = run_ok(rdir, "--download", "--url", f"{base}/{ARCHIVE}", "--sha256", sha,
-                  "--speed-factors", "", "--transfer-sets", "", "--students", "student")
+                  "--speed-factors", "", "--transfer-sets", "", "--transfer-speed-factors", "",
+                  "--students", "student")
 
     corpus = rdir / "corpus" / "an4"
     assert (rdir / "corpus.path").read_text().strip() == str(corpus.resolve())

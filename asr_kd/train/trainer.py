@@ -51,6 +51,9 @@ class TrainConfig:
     valid_fraction: float = 0.1
     utt_fraction: float = 1.0  # train on this share of the (non-validation) utterances
     seed: int = 0
+    # The seed of the validation split (None: `seed`). A student given its teachers' seed
+    # validates on the utterances no teacher trained on, whatever its own seed.
+    split_seed: int | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
@@ -73,21 +76,22 @@ SPEED_PREFIX = re.compile(r"^sp[0-9.]+-")  # asr-kd perturb-speed's copies: sp0.
 
 
 def split_utts(utts: list[str], cfg: TrainConfig) -> tuple[list[str], list[str]]:
-    """(train, valid): a seeded `valid_fraction` held out (at least one utterance), then a seeded
-    `utt_fraction` of the rest kept for training. The held-out set does not depend on
-    `utt_fraction`, so students trained on a share validate on the same utterances. The
-    speed-perturbed copies of an utterance (sp0.9-<utt>) go wherever it goes: a copy of a
-    held-out utterance in training would leak it."""
+    """(train, valid): a `valid_fraction` held out (at least one utterance), then an
+    `utt_fraction` of the rest kept for training, both seeded by `split_seed` (else `seed`).
+    The held-out set does not depend on `utt_fraction`, so students trained on a share validate
+    on the same utterances. The speed-perturbed copies of an utterance (sp0.9-<utt>) go
+    wherever it goes: a copy of a held-out utterance in training would leak it."""
     groups: dict[str, list[str]] = {}
     for u in sorted(utts):
         groups.setdefault(SPEED_PREFIX.sub("", u), []).append(u)
-    rng = np.random.default_rng(cfg.seed)
+    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    rng = np.random.default_rng(split_seed)
     order = [str(u) for u in rng.permutation(sorted(groups))]
     n_valid = max(1, round(cfg.valid_fraction * len(order))) if cfg.valid_fraction > 0 else 0
     valid, rest = order[:n_valid], order[n_valid:]
     if cfg.utt_fraction < 1.0:
         keep = max(1, round(cfg.utt_fraction * len(rest)))
-        rest = [str(u) for u in np.random.default_rng(cfg.seed + 1).permutation(rest)[:keep]]
+        rest = [str(u) for u in np.random.default_rng(split_seed + 1).permutation(rest)[:keep]]
     return (sorted(u for g in rest for u in groups[g]),
             sorted(u for g in valid for u in groups[g]))
 

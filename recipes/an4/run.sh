@@ -5,12 +5,14 @@
 # Stage 13: specialists over confusable pdfs beside teacher_1 (paper section 5).
 # Stage 14: every student again with other seeds: kept with its spread.
 # The DNNs train on data/train_sp (the original and copies at speeds 0.9 and 1.1, aligned with
-# tri1); stage 7's S_kdt students are distilled with two transfer sets of untranscribed
-# LibriSpeech audio beside it (an hour of train-clean-5, 14 speakers of dev-clean).
+# tri1); stage 7's S_kdt students are distilled with three transfer sets of untranscribed
+# audio beside it: LibriSpeech (an hour of train-clean-5, 14 speakers of dev-clean) and the
+# training audio at six speeds no DNN trained on (0.8-1.2), labelled by the teachers alone.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
 #   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--seeds "101 102"] [--speed-factors "0.9 1.1"] [--transfer-sets "transfer_... ..."]
+#   [--transfer-speed-factors "0.8 ... 1.2"]
 #   [--corpus-dir DIR] [--download] [--url URL] [--sha256 HEX] [--lm-order N]
 #   [--conf-dir conf|conf_ci]
 # Kaldi's AN4 recipe scores 10.61% WER with its monophone GMM and 5.95% with its best
@@ -23,6 +25,7 @@ stop_stage=14
 students="student student_big"  # the small student, and one of a teacher member's shape
 speed_factors="0.9 1.1"
 transfer_sets="transfer_librispeech_subset transfer_librispeech_dev_clean"
+transfer_speed_factors="0.8 0.85 0.95 1.05 1.15 1.2"  # + data/transfer_train_sp (stage 3)
 corpus_dir=     # a local copy (etc/ and wav/); empty: ../shared/corpora/an4, else download
 download=false  # true (--download): fetch CMU's archive into corpus/an4 even where the shared
                 # copy is present (once: a complete corpus/an4 is used as it is)
