@@ -79,8 +79,7 @@ def cmd_perturb_speed(a):
     from asr_kd.data.perturb import perturb_speed
 
     d = perturb_speed(a.data_dir, a.out_dir, a.factors, copies_only=a.copies_only)
-    originals = set() if a.copies_only else {1.0}
-    speeds = " ".join(f"{f:g}" for f in sorted({*originals, *d.reco2speed.values()}))
+    speeds = " ".join(f"{f:g}" for f in sorted({d.speed_of(d.recording_of(u)) for u in d.utts}))
     print(f"{a.out_dir}: {len(d.utts)} utterances, {len(d.spk2utt)} speakers, speeds {speeds}")
 
 

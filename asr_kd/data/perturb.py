@@ -106,7 +106,7 @@ def perturb_speed(data_dir, out_dir, factors, copies_only: bool = False) -> Data
     wav, text, utt2spk, speed = {}, {}, {}, {}
     segments = {} if d.segments is not None else None
     files: dict[str, dict[str, str]] = {n: {} for n in EXTRA_FILES}
-    for f in [*([] if copies_only else [1.0]), *factors]:
+    for f in ([] if copies_only else [1.0]) + factors:
         p = "" if f == 1.0 else speed_prefix(f)
         for rec, spec in d.wav.items():
             wav[p + rec] = spec

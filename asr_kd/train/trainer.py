@@ -75,6 +75,11 @@ class TrainConfig:
 SPEED_PREFIX = re.compile(r"^sp[0-9.]+-")  # asr-kd perturb-speed's copies: sp0.9-<utt>
 
 
+def original_utt(utt: str) -> str:
+    """The utterance a speed-perturbed copy was made from (sp0.9-<utt> -> <utt>), else itself."""
+    return SPEED_PREFIX.sub("", utt)
+
+
 def split_utts(utts: list[str], cfg: TrainConfig) -> tuple[list[str], list[str]]:
     """(train, valid): a `valid_fraction` held out (at least one utterance), then an
     `utt_fraction` of the rest kept for training, both seeded by `split_seed` (else `seed`).
@@ -83,7 +88,7 @@ def split_utts(utts: list[str], cfg: TrainConfig) -> tuple[list[str], list[str]]
     wherever it goes: a copy of a held-out utterance in training would leak it."""
     groups: dict[str, list[str]] = {}
     for u in sorted(utts):
-        groups.setdefault(SPEED_PREFIX.sub("", u), []).append(u)
+        groups.setdefault(original_utt(u), []).append(u)
     split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
     rng = np.random.default_rng(split_seed)
     order = [str(u) for u in rng.permutation(sorted(groups))]
@@ -293,9 +298,9 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
         stores, stores_soft = transfer
         # A perturbed copy of a validation utterance (sp0.9-<utt>) in a transfer set would
         # show the student what it is validated on, as split_utts keeps from the labelled set.
-        held = {SPEED_PREFIX.sub("", u) for u in valid_utts}
+        held = {original_utt(u) for u in valid_utts}
         tchunks = TransferChunks(stores, lc, rc, cfg.chunk_size, soft=stores_soft,
-                                 held_out=lambda u: SPEED_PREFIX.sub("", u) in held)
+                                 held_out=lambda u: original_utt(u) in held)
     n = len(members)
     log.info("training %d member(s) (%s; %s parameters) on %d utterances / %d frames, "
              "validating on %d frames; distill %s", n, type(members).__name__,
