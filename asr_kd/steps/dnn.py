@@ -2,7 +2,9 @@
 targets alone as the baseline).
 
 Stage 6 writes exp/teachers/ (checkpoints, history), exp/teacher_<k>/final.pt for each member
-and exp/ensemble/final.pt, and marks exp/.teachers when all are there. Stage 7 writes
+and exp/ensemble/final.pt, and marks exp/.teachers when all are there; with `folds: K` (into its
+own root, e.g. exp/crossfit) it writes K cross-fitted ensembles and folds.json instead, the
+teacher of students distilled on targets no teacher fitted (asr_kd.train.crossfit). Stage 7 writes
 exp/<student>/final.pt, history.json and train_eval.json (frame accuracy on the utterances it
 trained on: the Table 5 "train" column).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from asr_kd.acoustic import (
@@ -25,9 +28,16 @@ from asr_kd.features import as_tensors
 from asr_kd.steps.common import load_dir_feats, num_pdfs_of, read_alignments
 from asr_kd.steps.transfer import prepare_transfer
 from asr_kd.train.chunks import ChunkSet
+from asr_kd.train.crossfit import CrossFitTeacher
 from asr_kd.train.members import LoopMembers, group_members
 from asr_kd.train.soft_cache import cache_dir_for, load_soft_cache, write_soft_cache
-from asr_kd.train.trainer import TrainConfig, evaluate_members, split_utts, train_members
+from asr_kd.train.trainer import (
+    TrainConfig,
+    evaluate_members,
+    original_utt,
+    split_utts,
+    train_members,
+)
 from asr_kd.train.transfer import FrameStore, open_cache_arrays
 from asr_kd.utils.config import save_config, to_dict
 from asr_kd.utils.io import clear_done, is_done, mark_done, write_json
@@ -64,6 +74,9 @@ def _train(data_dir, ali_dir, train_dir: Path, cfg: TrainConfig, device, teacher
 
 
 def _teacher_members(teacher_path, device):
+    if CrossFitTeacher.is_one(teacher_path):
+        raise ValueError(f"{teacher_path}: cross-fitted teachers give each utterance its own "
+                         f"fold's soft targets, computed once: set distill.source: topk")
     teacher = load_acoustic_model(teacher_path, device)
     if isinstance(teacher, SpecialistAcousticModel):
         raise ValueError(f"{teacher_path}: soft targets from a generalist with specialists "
@@ -75,6 +88,8 @@ def _teacher_members(teacher_path, device):
 
 
 def _cache_teacher(teacher_path, cfg: TrainConfig, device):
+    if CrossFitTeacher.is_one(teacher_path):
+        return CrossFitTeacher(teacher_path, device, cfg.distill.combine)
     teacher = load_acoustic_model(teacher_path, device)
     if isinstance(teacher, DnnAcousticModel):
         teacher = EnsembleAcousticModel([teacher])
@@ -120,12 +135,21 @@ def _transfer_size(dirs) -> dict:
 
 
 def run_train_teachers(data_dir, ali_dir, exp_root, cfg: TrainConfig, device) -> None:
+    """The ensemble; with `folds: K`, K cross-fitted ensembles instead (`_train_folds`)."""
     exp_root = Path(exp_root)
+    if cfg.folds and not cfg.fold:
+        return _train_folds(data_dir, ali_dir, exp_root, cfg, device)
     train_dir = exp_root / "teachers"
     clear_done(exp_root, "teachers")
     # Soft targets cached from an earlier ensemble would no longer be this one's.
     shutil.rmtree(exp_root / "ensemble" / "soft_targets", ignore_errors=True)
-    models, history, input_dim, _ = _train(data_dir, ali_dir, train_dir, cfg, device)
+    models, history, input_dim, (feats, targets) = _train(data_dir, ali_dir, train_dir, cfg,
+                                                          device)
+    if cfg.fold:  # the training utterances this fold's ensemble never heard (original ids)
+        utts = [u for u in feats if u in targets]
+        heard = {original_utt(u) for u in split_utts(utts, cfg)[0]}
+        everyone = {original_utt(u) for u in split_utts(utts, replace(cfg, fold=0))[0]}
+        write_json(exp_root / "held_out.json", sorted(everyone - heard))
     where = {"device": device, "config": to_dict(cfg), "data": str(data_dir), "ali": str(ali_dir)}
     for k, (m, spec, seed) in enumerate(zip(models, cfg.member_specs(), cfg.member_seeds()), 1):
         m.save(exp_root / f"teacher_{k}" / "final.pt", input_dim)
@@ -135,6 +159,24 @@ def run_train_teachers(data_dir, ali_dir, exp_root, cfg: TrainConfig, device) ->
     write_run(exp_root / "ensemble", "ensemble", {"members": len(models), "combine": "arithmetic"},
               seed=cfg.seed, **where)
     write_json(train_dir / "history.json", history)
+    mark_done(exp_root, "teachers")
+
+
+def _train_folds(data_dir, ali_dir, exp_root: Path, cfg: TrainConfig, device) -> None:
+    """exp_root/fold_k: an ensemble trained without fold k, for k = 1..K (each resumable on
+    its own), and exp_root/folds.json naming each fold's ensemble and the utterances it left
+    out: the teacher `train-student --teacher exp_root/folds.json` reads (CrossFitTeacher)."""
+    clear_done(exp_root, "teachers")
+    shutil.rmtree(exp_root / "soft_targets", ignore_errors=True)  # as run_train_teachers
+    folds = []
+    for k in range(1, cfg.folds + 1):
+        fold_root = exp_root / f"fold_{k}"
+        if not is_done(fold_root, "teachers"):
+            log.info("cross-fitted teachers: fold %d of %d", k, cfg.folds)
+            run_train_teachers(data_dir, ali_dir, fold_root, replace(cfg, fold=k), device)
+        folds.append({"ensemble": f"fold_{k}/ensemble/final.pt",
+                      "held_out": json.loads((fold_root / "held_out.json").read_text())})
+    write_json(exp_root / "folds.json", {"folds": folds, "data": str(data_dir)})
     mark_done(exp_root, "teachers")
 
 

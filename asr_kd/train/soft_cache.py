@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from asr_kd.acoustic.soft_targets import topk_renormalised
+from asr_kd.train.crossfit import CrossFitTeacher
 from asr_kd.utils.io import atomic_path, clear_done, is_done, mark_done, write_json
 from asr_kd.utils.progress import progress
 
@@ -37,7 +38,8 @@ def cache_dir_for(teacher_path, temperature: float, top_k: int, combine: str,
 def write_soft_cache(out_dir, teacher, feats: Mapping[str, torch.Tensor], temperature: float,
                      top_k: int, batch_size: int = 16, meta: dict | None = None,
                      lengths: Mapping[str, int] | None = None) -> Path:
-    """Run `teacher` (an EnsembleAcousticModel) over `feats` and store its top-k targets.
+    """Run `teacher` (an EnsembleAcousticModel, or a CrossFitTeacher: each utterance its own
+    fold's) over `feats` and store its top-k targets.
     `feats` may read each utterance from disk when asked (a transfer set's FrameStore); then
     pass `lengths` ({utt: frames}) so that the layout is known without reading it all twice."""
     out_dir = Path(out_dir)
@@ -59,7 +61,8 @@ def write_soft_cache(out_dir, teacher, feats: Mapping[str, torch.Tensor], temper
         mass = np.lib.format.open_memmap(mass_tmp, mode="w+", dtype=np.float32, shape=(offset,))
         for i in progress(range(0, len(utts), batch_size), "soft targets", unit="batches"):
             batch = utts[i:i + batch_size]
-            logps = teacher.log_posteriors([feats[u] for u in batch], temperature)
+            by_utt = {"utts": batch} if isinstance(teacher, CrossFitTeacher) else {}
+            logps = teacher.log_posteriors([feats[u] for u in batch], temperature, **by_utt)
             for u, lp in zip(batch, logps):
                 top_ids, top_p, top_mass = topk_renormalised(lp, k)
                 o, n = index[u]

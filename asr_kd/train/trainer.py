@@ -54,6 +54,11 @@ class TrainConfig:
     # The seed of the validation split (None: `seed`). A student given its teachers' seed
     # validates on the utterances no teacher trained on, whatever its own seed.
     split_seed: int | None = None
+    # Cross-fitted teachers (train-teachers with folds: K): K ensembles, ensemble k trained
+    # without fold k of the training utterances, so that each utterance's soft targets come
+    # from teachers that never heard it. `fold` (1..K) is the one a run leaves out; 0: none.
+    folds: int = 0
+    fold: int = 0
     distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
@@ -63,6 +68,9 @@ class TrainConfig:
         if not 0 < self.utt_fraction <= 1:
             raise ValueError(f"utt_fraction: expected a share in (0, 1], got "
                              f"{self.utt_fraction!r}")
+        if self.folds == 1 or self.folds < 0 or not 0 <= self.fold <= self.folds:
+            raise ValueError(f"folds: expected 0 (none) or at least 2, and fold in 0..folds; "
+                             f"got folds={self.folds!r}, fold={self.fold!r}")
 
     def member_specs(self) -> list[dict]:
         specs = self.model if isinstance(self.model, list) else [self.model]
@@ -82,9 +90,10 @@ def original_utt(utt: str) -> str:
 
 def split_utts(utts: list[str], cfg: TrainConfig) -> tuple[list[str], list[str]]:
     """(train, valid): a `valid_fraction` held out (at least one utterance), then an
-    `utt_fraction` of the rest kept for training, both seeded by `split_seed` (else `seed`).
-    The held-out set does not depend on `utt_fraction`, so students trained on a share validate
-    on the same utterances. The speed-perturbed copies of an utterance (sp0.9-<utt>) go
+    `utt_fraction` of the rest kept for training, both seeded by `split_seed` (else `seed`);
+    with `fold` set, that fold of the rest (`cross_folds`) is left out as well. The held-out
+    set does not depend on `utt_fraction`, so students trained on a share validate on the
+    same utterances. The speed-perturbed copies of an utterance (sp0.9-<utt>) go
     wherever it goes: a copy of a held-out utterance in training would leak it."""
     groups: dict[str, list[str]] = {}
     for u in sorted(utts):
@@ -97,8 +106,18 @@ def split_utts(utts: list[str], cfg: TrainConfig) -> tuple[list[str], list[str]]
     if cfg.utt_fraction < 1.0:
         keep = max(1, round(cfg.utt_fraction * len(rest)))
         rest = [str(u) for u in np.random.default_rng(split_seed + 1).permutation(rest)[:keep]]
+    if cfg.fold:
+        left_out = set(cross_folds(rest, cfg.folds, split_seed)[cfg.fold - 1])
+        rest = [g for g in rest if g not in left_out]
     return (sorted(u for g in rest for u in groups[g]),
             sorted(u for g in valid for u in groups[g]))
+
+
+def cross_folds(groups: list[str], folds: int, split_seed: int) -> list[list[str]]:
+    """The training utterances (original ids: a speed copy goes with its original) dealt into
+    `folds` folds of nearly equal size, in an order seeded by `split_seed`."""
+    order = [str(g) for g in np.random.default_rng(split_seed + 2).permutation(sorted(groups))]
+    return [sorted(order[i::folds]) for i in range(folds)]
 
 
 class MemberAdam:
