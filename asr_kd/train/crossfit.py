@@ -53,11 +53,10 @@ class CrossFitTeacher:
         if utts is None:
             raise ValueError("a cross-fitted teacher needs the utterance ids of its input")
         out: list[torch.Tensor | None] = [None] * len(feats)
-        by_teacher: dict[int, list[int]] = {}
+        by_teacher: dict[EnsembleAcousticModel, list[int]] = {}
         for i, u in enumerate(utts):
-            by_teacher.setdefault(id(self.teacher_for(u)), []).append(i)
-        for rows in by_teacher.values():
-            teacher = self.teacher_for(utts[rows[0]])
+            by_teacher.setdefault(self.teacher_for(u), []).append(i)
+        for teacher, rows in by_teacher.items():
             for i, lp in zip(rows, teacher.log_posteriors([feats[i] for i in rows], temperature)):
                 out[i] = lp
         return out
