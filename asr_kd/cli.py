@@ -3,6 +3,7 @@
     asr-kd validate-data DATA_DIR [--sample-rate N [--resample]] [--lang LANG_DIR] \
         [--ali-dir ALI_DIR] [--drop-bad]
     asr-kd perturb-speed DATA_DIR OUT_DIR --factors 0.9 1.1
+    asr-kd perturb-vtln DATA_DIR OUT_DIR --factors 0.9 1.1 [--copies-only]
     asr-kd make-lang DICT_DIR LANG_DIR --arpa LM.arpa
     asr-kd compute-feats DATA_DIR --config conf/fbank.yaml
     asr-kd train-mono DATA_DIR LANG_DIR EXP_DIR --config conf/mono.yaml
@@ -81,6 +82,14 @@ def cmd_perturb_speed(a):
     d = perturb_speed(a.data_dir, a.out_dir, a.factors, copies_only=a.copies_only)
     speeds = " ".join(f"{f:g}" for f in sorted({d.speed_of(d.recording_of(u)) for u in d.utts}))
     print(f"{a.out_dir}: {len(d.utts)} utterances, {len(d.spk2utt)} speakers, speeds {speeds}")
+
+
+def cmd_perturb_vtln(a):
+    from asr_kd.data.perturb import perturb_vtln
+
+    d = perturb_vtln(a.data_dir, a.out_dir, a.factors, copies_only=a.copies_only)
+    warps = " ".join(f"{f:g}" for f in sorted({d.warp_of(u) for u in d.utts}))
+    print(f"{a.out_dir}: {len(d.utts)} utterances, {len(d.spk2utt)} speakers, warps {warps}")
 
 
 def cmd_make_lang(a):
@@ -184,6 +193,7 @@ def cmd_evaluate(a):
 VERBS = {
     "validate-data": (cmd_validate_data, ["data_dir"], None, None),
     "perturb-speed": (cmd_perturb_speed, ["data_dir", "out_dir"], "out_dir", "perturb"),
+    "perturb-vtln": (cmd_perturb_vtln, ["data_dir", "out_dir"], "out_dir", "perturb"),
     "make-lang": (cmd_make_lang, ["dict_dir", "lang_dir"], "lang_dir", "done"),
     "compute-feats": (cmd_compute_feats, ["data_dir"], "data_dir", "feats"),
     "train-mono": (cmd_train_mono, ["data_dir", "lang_dir", "exp_dir"], "exp_dir", "done"),
@@ -221,10 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run wav.scp entries that are shell pipes")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. distill.temperature=5")
-        if verb == "perturb-speed":
+        if verb.startswith("perturb-"):
             sp.add_argument("--factors", type=float, nargs="+", default=[0.9, 1.1],
                             help="a copy of every utterance per factor, read at that speed "
-                                 "(ids prefixed sp<factor>-); the originals are kept as well")
+                                 "(perturb-speed: ids prefixed sp<factor>-) or featurised at "
+                                 "that VTLN warp (perturb-vtln: vtln<factor>-); the originals "
+                                 "are kept as well")
             sp.add_argument("--copies-only", action="store_true",
                             help="leave the originals out (a transfer set of perturbed copies "
                                  "of audio that is labelled already)")

@@ -9,7 +9,7 @@ from asr_kd.data.datadir import (
     raise_first,
     write_data_dir,
 )
-from asr_kd.data.perturb import perturb_speed
+from asr_kd.data.perturb import perturb_speed, perturb_vtln
 from asr_kd.data.validate import Validation, validate_data_dir
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "iter_utterance_audio",
     "load_data_dir",
     "perturb_speed",
+    "perturb_vtln",
     "raise_first",
     "read_audio",
     "validate_data_dir",

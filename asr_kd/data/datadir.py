@@ -4,7 +4,9 @@ A data dir holds `wav.scp` (`<rec> <path>` or `<rec> <command> |`), `text` (`<ut
 `utt2spk`, `spk2utt` and optionally `segments` (`<utt> <rec> <start_s> <end_s>`). Without
 `segments` every utterance is a whole recording, so utterance and recording ids coincide.
 A speed-perturbed dir (`asr-kd perturb-speed`) also has `reco2speed` (`<rec> <factor>`): that
-recording is read at that speed, and its segments are times on the perturbed axis.
+recording is read at that speed, and its segments are times on the perturbed axis. Kaldi's VTLN
+files, `spk2warp` (`<spk> <factor>`, as `asr-kd perturb-vtln` writes) or else `utt2warp`, give
+the warp factor of the mel filterbank for a speaker's or an utterance's features (1 if unlisted).
 
 Every validation error is a `DataDirError` that names the file, the line and the utterance (or
 speaker), so a broken corpus preparation can be fixed without guessing where the problem is.
@@ -84,6 +86,8 @@ class DataDir:
     segments: dict[str, tuple[str, float, float]] | None = None
     # Speed factor of each perturbed recording (reco2speed); a recording not listed is at 1.
     reco2speed: dict[str, float] = field(default_factory=dict)
+    # VTLN warp factor of each utterance (from spk2warp or utt2warp); unlisted: 1.
+    utt2warp: dict[str, float] = field(default_factory=dict)
     # Line of each key per file ("wav.scp", "text", "utt2spk", ...), so problems found later
     # (audio, words, features) can still point at it.
     lines: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
@@ -99,6 +103,9 @@ class DataDir:
 
     def speed_of(self, rec: str) -> float:
         return self.reco2speed.get(rec, 1.0)
+
+    def warp_of(self, utt: str) -> float:
+        return self.utt2warp.get(utt, 1.0)
 
     def line(self, name: str, key: str) -> int | None:
         """The line of `key` in file `name` (None if it has none there)."""
@@ -184,17 +191,18 @@ def _parse_segment(rest: list[str], recs) -> tuple[str, float, float] | str:
     return rec, start, end
 
 
-def _parse_speed(rest: list[str]) -> float | str:
-    """The factor of a reco2speed line, or what is wrong with it."""
+def _parse_factor(rest: list[str], key: str, name: str) -> float | str:
+    """The factor of a reco2speed (`name` speed) or spk2warp/utt2warp (warp) line, or what is
+    wrong with it."""
     if len(rest) != 1:
-        return "expected '<recording> <speed factor>'"
+        return f"expected '<{key}> <{name} factor>'"
     try:
-        speed = float(rest[0])
+        factor = float(rest[0])
     except ValueError:
-        return f"speed '{rest[0]}' is not a number"
-    if not (math.isfinite(speed) and speed > 0):
-        return f"speed {rest[0]} is not a positive number"
-    return speed
+        return f"{name} '{rest[0]}' is not a number"
+    if not (math.isfinite(factor) and factor > 0):
+        return f"{name} {rest[0]} is not a positive number"
+    return factor
 
 
 def load_data_dir(
@@ -326,7 +334,7 @@ def load_data_dir(
     reco2speed: dict[str, float] = {}
     speed_t = read_table(speed_p, wav_label, 1, report) if speed_p.is_file() else {}
     for key, (ln, rest) in speed_t.items():
-        speed = _parse_speed(rest)
+        speed = _parse_factor(rest, "recording", "speed")
         if isinstance(speed, str):
             report(data_error(speed_p, ln, speed, **{wav_label: key}))
             wav.pop(key, None)
@@ -336,8 +344,35 @@ def load_data_dir(
         else:
             reco2speed[key] = speed
 
+    # VTLN warps: spk2warp if there is one, else utt2warp (Kaldi's make_fbank.sh does so). As
+    # with a bad speed, the recordings of a bad line leave `wav`: none is read at a wrong warp.
+    per_spk = (path / "spk2warp").is_file()
+    warp_p = path / ("spk2warp" if per_spk else "utt2warp")
+    label, what = ("spk", "speaker") if per_spk else ("utt", "utterance")
+    owners = set(utt2spk.values()) if per_spk else set(utt2spk)
+    warp_t = read_table(warp_p, label, 1, report) if warp_p.is_file() else {}
+    warps: dict[str, float] = {}
+    bad = set()
+    for key, (ln, rest) in warp_t.items():
+        warp = _parse_factor(rest, what, "warp")
+        if isinstance(warp, str):
+            report(data_error(warp_p, ln, warp, fix="drop", **{label: key}))
+            bad.add(key)
+        elif key not in owners:
+            report(data_error(warp_p, ln, f"{what} is not in utt2spk", fix="rewrite",
+                              **{label: key}))
+        elif warp != 1.0:
+            warps[key] = warp
+    utt2warp = {}
+    for utt, spk in utt2spk.items():
+        key = spk if per_spk else utt
+        if key in bad:
+            wav.pop(segments[utt][0] if segments and utt in segments else utt, None)
+        elif key in warps:
+            utt2warp[utt] = warps[key]
+
     tables = {"wav.scp": wav_t, "utt2spk": u2s_t, "spk2utt": s2u_t, "text": text_t,
-              "segments": seg_t, "reco2speed": speed_t}
+              "segments": seg_t, "reco2speed": speed_t, warp_p.name: warp_t}
     return DataDir(
         path=path,
         wav=wav,
@@ -346,6 +381,7 @@ def load_data_dir(
         spk2utt=spk2utt,
         segments=segments,
         reco2speed=reco2speed,
+        utt2warp=utt2warp,
         lines={name: {k: ln for k, (ln, _) in t.items()} for name, t in tables.items()},
     )
 

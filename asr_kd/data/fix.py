@@ -18,8 +18,8 @@ from asr_kd.data.validate import Validation
 
 # Which id the first field of each file is (Kaldi's fix_data_dir.sh filters the same ones).
 UTT_FILES = ("text", "utt2spk", "segments", "feats.scp", "utt2dur", "utt2num_frames",
-             "utt2uniq", "vad.scp")
-SPK_FILES = ("cmvn.scp", "spk2gender")
+             "utt2uniq", "vad.scp", "utt2warp")
+SPK_FILES = ("cmvn.scp", "spk2gender", "spk2warp")
 REC_FILES = ("wav.scp", "reco2dur", "reco2file_and_channel", "reco2speed")
 
 

@@ -11,6 +11,10 @@ Per frame t of an utterance with n samples (window w = sr*frame_length_ms/1000 s
 * x <- x * window;  zero-pad to N = next power of two;  P[k] = |FFT(x)[k]|^2, k = 0..N/2
 * E[m] = sum_k P[k] W[k, m] with Kaldi's MelBanks W (triangles in mel = 1127 ln(1 + f/700),
   FFT bin k at frequency k*sr/N, the Nyquist bin never used);  out = log(max(E, FLT_EPSILON)).
+* With a VTLN warp factor a != 1 (per utterance: a data dir's spk2warp or utt2warp), the
+  triangles' edges move as Kaldi's VtlnWarpFreq moves them: f -> f / a between the cut-offs
+  (100 Hz * max(1, a) and (nyquist - 500 Hz) * min(1, a), Kaldi's vtln-low/-high defaults),
+  linear to the fixed ends low_freq and high_freq outside them.
 
 To stay close to Kaldi (kaldi-native-fbank is the tests' reference), the mel weights are built
 in float32 as Kaldi builds them, and the FFT and mel projection run in float64 (framing stays
@@ -30,6 +34,8 @@ import numpy as np
 import torch
 
 FLT_EPSILON = float(np.finfo(np.float32).eps)  # Kaldi's log floor: log(max(x, FLT_EPSILON))
+# Kaldi's --vtln-low and --vtln-high defaults (Hz; a negative high is an offset from nyquist).
+VTLN_LOW, VTLN_HIGH = 100.0, -500.0
 WINDOW_TYPES = ("povey", "hamming", "hanning", "rectangular")
 
 
@@ -129,13 +135,47 @@ def _window_np(cfg: FbankConfig) -> np.ndarray:
     return np.ones(w)
 
 
+def check_warp(cfg: FbankConfig, warp: float) -> None:
+    """Raise ValueError unless `warp` is a VTLN factor Kaldi's MelBanks accepts for cfg: its
+    cut-offs (where the warp's slope changes) inside the mel range."""
+    if not (math.isfinite(warp) and warp > 0):
+        raise ValueError(f"VTLN warp factor {warp!r} is not a positive number")
+    lo, hi = cfg.low_freq, cfg.nyquist_high_freq
+    vhigh = VTLN_HIGH + 0.5 * cfg.sample_rate if VTLN_HIGH < 0 else VTLN_HIGH
+    low, high = VTLN_LOW * max(1.0, warp), vhigh * min(1.0, warp)
+    if warp != 1.0 and not (lo < VTLN_LOW and vhigh < hi and low < high):
+        raise ValueError(f"VTLN warp factor {warp:g}: its cut-offs {low:g} and {high:g} Hz must "
+                         f"lie inside the mel range ({lo:g}, {hi:g} Hz)")
+
+
+def _vtln_warp_mel(mel: np.ndarray, cfg: FbankConfig, warp: float) -> np.ndarray:
+    """Kaldi's VtlnWarpMelFreq in float32: mel -> Hz, VtlnWarpFreq, -> mel."""
+    f32 = np.float32
+    lo, hi = f32(cfg.low_freq), f32(cfg.nyquist_high_freq)
+    vhigh = VTLN_HIGH + 0.5 * cfg.sample_rate if VTLN_HIGH < 0 else VTLN_HIGH
+    a = f32(warp)
+    freq = (f32(700.0) * (np.exp((mel / f32(1127.0)).astype(np.float64)).astype(f32)
+                          - f32(1.0))).astype(f32)
+    low = f32(VTLN_LOW) * max(f32(1.0), a)  # the cut-offs, where the warp's slope changes
+    high = f32(vhigh) * min(f32(1.0), a)
+    scale = f32(1.0) / a
+    scale_left = (scale * low - lo) / (low - lo)
+    scale_right = (hi - scale * high) / (hi - high)
+    warped = np.where(freq < low, lo + scale_left * (freq - lo),
+                      np.where(freq < high, scale * freq, hi + scale_right * (freq - hi)))
+    warped = np.where((freq < lo) | (freq > hi), freq, warped).astype(f32)
+    return _mel32(warped)
+
+
 @functools.lru_cache(maxsize=32)
-def mel_banks(cfg: FbankConfig) -> np.ndarray:
+def mel_banks(cfg: FbankConfig, warp: float = 1.0) -> np.ndarray:
     """Kaldi's MelBanks as a float64 matrix [N/2 + 1, num_mel_bins], built in float32 as Kaldi.
 
     W[k, m] = (mel_k - l_m)/(c_m - l_m) on the rising side, (r_m - mel_k)/(r_m - c_m) on the
     falling side, 0 outside (l_m, r_m); mel_k = mel(k * sr / N); the Nyquist row k = N/2 is 0.
+    A VTLN `warp` != 1 moves l_m, c_m and r_m (the module docstring).
     """
+    check_warp(cfg, warp)
     f32 = np.float32
     n_fft = cfg.padded_window_size
     num_fft_bins = n_fft // 2
@@ -145,6 +185,8 @@ def mel_banks(cfg: FbankConfig) -> np.ndarray:
     left = mel_lo + b * delta
     center = mel_lo + (b + f32(1)) * delta
     right = mel_lo + (b + f32(2)) * delta
+    if warp != 1.0:
+        left, center, right = (_vtln_warp_mel(e, cfg, warp) for e in (left, center, right))
     bin_width = f32(f32(cfg.sample_rate) / f32(n_fft))
     mel = _mel32(bin_width * np.arange(num_fft_bins, dtype=f32))[:, None]  # [N/2, 1]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -157,12 +199,12 @@ def mel_banks(cfg: FbankConfig) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def _cached_tensors(
-    cfg: FbankConfig, device: torch.device, fft_dtype: torch.dtype
+    cfg: FbankConfig, device: torch.device, fft_dtype: torch.dtype, warps: tuple[float, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(window [w] float32, mel banks [N/2+1, M] in fft_dtype) on `device`."""
+    """(window [w] float32, mel banks [len(warps), N/2+1, M] in fft_dtype) on `device`."""
     window = torch.from_numpy(_window_np(cfg)).to(device=device, dtype=torch.float32)
-    banks = torch.from_numpy(mel_banks(cfg)).to(device=device, dtype=fft_dtype)
-    return window, banks
+    banks = np.stack([mel_banks(cfg, w) for w in warps])
+    return window, torch.from_numpy(banks).to(device=device, dtype=fft_dtype)
 
 
 def _fft_dtype(device: torch.device) -> torch.dtype:
@@ -175,6 +217,7 @@ def fbank(
     lengths: torch.Tensor,
     cfg: FbankConfig,
     seeds: Sequence[int] | None = None,
+    warps: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log mel filterbanks of a padded batch, on the device of `waves`.
 
@@ -182,7 +225,8 @@ def fbank(
     Returns feats [B, T_max, num_mel_bins] float32 (rows >= num_frames[b] are zero) and
     num_frames [B] int64 on the same device. With dither, row b's noise comes from a CPU
     generator seeded with seeds[b], so an utterance gets the same features in any batch and on
-    any device; without seeds, from torch's global generator.
+    any device; without seeds, from torch's global generator. warps: row b's VTLN warp factor
+    (None: 1 for every row).
     """
     if waves.dim() != 2:
         raise ValueError(f"waves must be [B, N], got {tuple(waves.shape)}")
@@ -193,7 +237,12 @@ def fbank(
     w, s = cfg.window_size, cfg.window_shift
     frames_per_utt = num_frames(lengths, cfg)  # [B]
     T = int(frames_per_utt.max().item()) if B > 0 else 0
-    window, banks = _cached_tensors(cfg, device, _fft_dtype(device))
+    unique = tuple(sorted({float(a) for a in warps})) if warps is not None else (1.0,)
+    window, banks = _cached_tensors(cfg, device, _fft_dtype(device), unique)
+    if len(unique) > 1:  # [B, N/2+1, M]: each row's own banks (index built on the host)
+        banks = banks[torch.tensor([unique.index(float(a)) for a in warps], device=device)]
+    else:
+        banks = banks[0]
     if T == 0:
         return waves.new_zeros(B, 0, cfg.num_mel_bins), frames_per_utt
 
@@ -253,12 +302,13 @@ def fbank_utterances(
     device: str | torch.device = "cpu",
     batch_seconds: float = 200.0,
     seeds: Sequence[int] | None = None,
+    warps: Sequence[float] | None = None,
 ) -> list[torch.Tensor]:
     """Fbank of many 1-D waveforms; returns CPU float32 tensors [T_i, D] in input order.
 
     Utterances are sorted by length (longest first) and grouped so each batch holds at most
     `batch_seconds` of padded audio (B * N_max / sample_rate), which bounds device memory.
-    seeds: one dither seed per waveform (see `fbank`).
+    seeds: one dither seed per waveform; warps: one VTLN warp factor per waveform (see `fbank`).
     """
     tensors = [_as_tensor(x) for x in waves]
     order = sorted(range(len(tensors)), key=lambda i: -tensors[i].numel())
@@ -275,7 +325,9 @@ def fbank_utterances(
         for row, j in enumerate(batch):
             padded[row, : lens[row]] = tensors[j]
         batch_seeds = None if seeds is None else [seeds[j] for j in batch]
-        feats, nf = fbank(padded.to(device), lens.to(device), cfg, seeds=batch_seeds)
+        batch_warps = None if warps is None else [warps[j] for j in batch]
+        feats, nf = fbank(padded.to(device), lens.to(device), cfg, seeds=batch_seeds,
+                          warps=batch_warps)
         feats, nf = feats.cpu(), nf.cpu()
         for row, j in enumerate(batch):
             out[j] = feats[row, : nf[row]].clone()

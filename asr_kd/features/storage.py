@@ -22,7 +22,7 @@ import torch
 
 from asr_kd.features.cmvn import apply_cmvn as _apply_cmvn
 from asr_kd.features.cmvn import cmvn_stats
-from asr_kd.features.fbank import FbankConfig, fbank_utterances, num_frames
+from asr_kd.features.fbank import FbankConfig, check_warp, fbank_utterances, num_frames
 from asr_kd.utils.io import atomic_path
 from asr_kd.utils.progress import Progress
 
@@ -173,14 +173,17 @@ def compute_feats_for_data_dir(
     device: str | torch.device = "cpu",
     progress: bool = True,
     batch_seconds: float = 200.0,
+    utt2warp: Mapping[str, float] | None = None,
 ) -> int:
     """make_fbank + compute_cmvn_stats for one data dir; returns the total number of frames.
 
     waves yields (utt, samples float32 in int16 scale [N], sample_rate). Features are computed
     in chunks of ~batch_seconds of audio on `device` and streamed to feats.ark; per-speaker
-    stats go to cmvn.ark. Raises ValueError naming the utterance on a sample-rate mismatch,
-    an utterance shorter than one frame, [-1, 1]-scaled samples, or a non-finite feature.
+    stats go to cmvn.ark. utt2warp: VTLN warp factors (unlisted: 1). Raises ValueError naming
+    the utterance on a sample-rate mismatch, an utterance shorter than one frame, [-1, 1]-scaled
+    samples, a warp factor the mel range cannot take, or a non-finite feature.
     """
+    utt2warp = utt2warp or {}
     stats: dict[str, np.ndarray] = {}
     n_frames = 0
     total = len(waves) if hasattr(waves, "__len__") else None
@@ -192,9 +195,15 @@ def compute_feats_for_data_dir(
             for utt, _ in chunk:
                 if utt not in utt2spk:
                     raise ValueError(f"utterance {utt!r} has no speaker in utt2spk")
+                try:
+                    check_warp(cfg, utt2warp.get(utt, 1.0))
+                except ValueError as e:
+                    raise ValueError(f"utterance {utt!r}: {e}") from None
             # Dither seeded by the utterance id: reruns and resumed runs write the same features.
             seeds = [zlib.crc32(utt.encode()) for utt, _ in chunk]
-            feats = fbank_utterances([w for _, w in chunk], cfg, device, batch_seconds, seeds)
+            warps = [utt2warp.get(utt, 1.0) for utt, _ in chunk]
+            feats = fbank_utterances([w for _, w in chunk], cfg, device, batch_seconds, seeds,
+                                     warps)
             for (utt, _), f in zip(chunk, feats, strict=True):
                 mat = f.numpy()
                 if not np.isfinite(mat).all():

@@ -80,12 +80,14 @@ class TrainConfig:
         return [self.seed + k for k in range(self.members)]
 
 
-SPEED_PREFIX = re.compile(r"^sp[0-9.]+-")  # asr-kd perturb-speed's copies: sp0.9-<utt>
+# asr-kd perturb-speed's and perturb-vtln's copies: sp0.9-<utt>, vtln1.1-sp0.9-<utt>, ...
+COPY_PREFIXES = re.compile(r"^(?:(?:sp|vtln)[0-9.]+-)+")
 
 
 def original_utt(utt: str) -> str:
-    """The utterance a speed-perturbed copy was made from (sp0.9-<utt> -> <utt>), else itself."""
-    return SPEED_PREFIX.sub("", utt)
+    """The utterance a perturbed copy was made from (sp0.9-<utt>, vtln1.1-sp0.9-<utt> ->
+    <utt>), else itself."""
+    return COPY_PREFIXES.sub("", utt)
 
 
 def split_utts(utts: list[str], cfg: TrainConfig) -> tuple[list[str], list[str]]:

@@ -14,6 +14,7 @@ test_sets=                # every test set, decoded and reported (empty: run.sh'
 speed_factors=            # stage 3: e.g. "0.9 1.1": the DNNs train on data/${train}_sp
 transfer_sets=            # stage 7: untranscribed data dirs under data/ -> exp/S_kdt
 transfer_speed_factors=   # stage 3: e.g. "0.8 1.2": copies of $train alone, one more transfer set
+transfer_vtln_factors=    # stage 3: e.g. "0.9 1.1": VTLN copies of the DNNs' training set, one more
 seeds="101 102"           # stage 14: more seeds of stage 7's student pair, for kept's spread
 allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
 decoder=reference         # stages 9, 11-14: reference (kaldi-decoder, CPU) or torch (--device)

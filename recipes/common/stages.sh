@@ -14,6 +14,10 @@
 #                     speeds alone (no originals) as data/transfer_${train}_sp, a transfer set
 #                     joining $transfer_sets: in-domain audio the teachers label but never
 #                     trained on at these speeds; copies of validation utterances are left out
+#   transfer_vtln_factors  e.g. "0.9 1.1": stage 3 writes copies of the DNNs' training set
+#                     ($dnn_train) featurised at these VTLN warps alone (asr-kd perturb-vtln)
+#                     as data/transfer_${train}_vtln, one more transfer set: the same speech as
+#                     if from other vocal tracts
 #   device            --device for every stage
 #   temperatures      temperature sweep (stage 11), e.g. "1 2 5 10"
 #   alphas            alpha sweep at conf/student.yaml's temperature (stage 11)
@@ -57,6 +61,7 @@ dnn_train=$train  # the DNNs' training set: $train, or its speed-perturbed copy
 if [ -n "$speed_factors" ]; then dnn_train=${train}_sp; fi
 ali=exp/${gmm}_ali_$dnn_train
 if [ -n "$transfer_speed_factors" ]; then transfer_sets+=" transfer_${train}_sp"; fi
+if [ -n "$transfer_vtln_factors" ]; then transfer_sets+=" transfer_${train}_vtln"; fi
 transfer=  # the transfer sets as one --set value for train-student
 if [ -n "$transfer_sets" ]; then
   transfer="distill.transfer=[$(printf 'data/%s,' $transfer_sets)]"
@@ -118,6 +123,10 @@ if run 3; then
   if [ -n "$transfer_speed_factors" ]; then  # featurised by train-student, as every transfer set
     $asr perturb-speed data/$train data/transfer_${train}_sp --factors $transfer_speed_factors \
       --copies-only
+  fi
+  if [ -n "$transfer_vtln_factors" ]; then
+    $asr perturb-vtln data/$dnn_train data/transfer_${train}_vtln \
+      --factors $transfer_vtln_factors --copies-only
   fi
   for set in $(echo $train $dnn_train $test_sets | tr ' ' '\n' | awk '!seen[$0]++'); do
     $asr compute-feats data/$set $(conf fbank.yaml) $pipes $dev
