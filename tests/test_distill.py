@@ -18,7 +18,7 @@ from asr_kd.nets.mlp import SplicedMLP
 from asr_kd.train.distill import DistillConfig, kd_loss, zero_mean_logits
 from asr_kd.train.members import LoopMembers, StackedMLP, make_members
 from asr_kd.train.soft_cache import load_soft_cache, write_soft_cache
-from asr_kd.train.trainer import MemberAdam, TrainConfig, train_members
+from asr_kd.train.trainer import MemberAdam, TrainConfig, resume, train_members
 from tests.conftest import corpus
 
 
@@ -424,3 +424,19 @@ def test_distill_config_rejects_bad_values():
         got = ", ".join(f"{k}={v!r}" for k, v in fields.items())
         assert str(e.value) == f"distill: {msg} (got DistillConfig({got}))"
     assert not DistillConfig().uses_teachers and DistillConfig(alpha=0.1).uses_teachers
+
+
+def test_resume_for_a_gpu_run_reads_the_checkpoint_to_the_cpu(tmp_path):
+    """The generators' states must be CPU tensors: a checkpoint loaded straight onto a GPU
+    could not restore them (and on a machine without one, could not be read at all)."""
+    feats, targets = _yesno_feats(4)
+    cfg = TrainConfig(model=SPEC, members=1, epochs=1, batch_size=16, chunk_size=8,
+                      valid_fraction=0.25, seed=3)
+    train_members(cfg, feats, targets, 4, tmp_path, torch.device("cpu"))
+    members = make_members(cfg.member_specs(), cfg.member_seeds(), 40, 4, False)
+    opt = MemberAdam(members.member_params(), 1, cfg.lr)
+    gen = torch.Generator()
+    best, history, start = resume(tmp_path, members, opt, gen, torch.device("cuda"))
+    assert start == 2 and len(history) == 1 and best[0]["epoch"] == 1
+    ck = torch.load(tmp_path / "epoch-1.pt", weights_only=True)
+    assert torch.equal(gen.get_state(), ck["rng"]) and opt.t == ck["optimizer"]["t"]

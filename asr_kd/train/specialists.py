@@ -46,6 +46,7 @@ from asr_kd.train.trainer import (
 from asr_kd.utils.io import write_json
 from asr_kd.utils.progress import progress
 from asr_kd.utils.runtime import runtime_policy
+from asr_kd.utils.sync_audit import sync_region
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +246,9 @@ def train_specialists(cfg: SpecialistConfig, feats: dict[str, np.ndarray],
     steps = max(1, math.ceil(epoch_frames / (2 * half)))
     v_idx = _balanced(torch.Generator().manual_seed(cfg.seed + 1), v_in, v_out,
                       cfg.valid_frames // 2)
+    # Each step draws its frames on the host (the CPU generator a resumed run restores) from
+    # host copies of the frame lists, and sends the [M, B] indices over once.
+    t_in, t_out = [a.cpu() for a in t_in], [b.cpu() for b in t_out]
 
     cluster_ids = torch.tensor(clusters, device=device)  # [M, cluster_size]
     net.eval()
@@ -281,17 +285,19 @@ def train_specialists(cfg: SpecialistConfig, feats: dict[str, np.ndarray],
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.time()
         group.train()
-        tot = torch.zeros(m)
+        tot = torch.zeros(m, device=device)  # read once, after the epoch
         for _ in progress(range(steps), f"specialists epoch {epoch}", unit="steps"):
-            idx = _balanced(gen, t_in, t_out, half).to(device)
-            logits, y, x = forward(train, idx)
-            soft = soft_targets(x, train.left) if cfg.alpha > 0 else [None] * m
-            losses = torch.stack([kd_loss(logits[k], y[k], cfg.distill, soft_logp=soft[k])
-                                  for k in range(m)])
-            opt.zero_grad()
-            losses.sum().backward()
-            opt.step()
-            tot += losses.detach().cpu()
+            with sync_region("specialist step"):
+                idx = _balanced(gen, t_in, t_out, half).to(device)
+                logits, y, x = forward(train, idx)
+                soft = soft_targets(x, train.left) if cfg.alpha > 0 else [None] * m
+                losses = torch.stack([kd_loss(logits[k], y[k], cfg.distill, soft_logp=soft[k])
+                                      for k in range(m)])
+                opt.zero_grad()
+                losses.sum().backward()
+                opt.step()
+                tot += losses.detach()
+        tot = tot.cpu()
         group.eval()
         with torch.no_grad():
             logits, y, _ = forward(valid, v_idx.to(device))

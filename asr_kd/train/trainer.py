@@ -28,10 +28,11 @@ from asr_kd.acoustic.soft_targets import combine_log_probs
 from asr_kd.train.chunks import ChunkSet
 from asr_kd.train.distill import DistillConfig, kd_loss, zero_mean_logits
 from asr_kd.train.members import LoopMembers, StackedMLP, make_members
-from asr_kd.train.transfer import TransferChunks, resident_mb
+from asr_kd.train.transfer import IGNORE, TransferChunks, resident_mb
 from asr_kd.utils.io import save_torch
 from asr_kd.utils.progress import progress
 from asr_kd.utils.runtime import RuntimePolicy, runtime_policy
+from asr_kd.utils.sync_audit import sync_region
 
 log = logging.getLogger(__name__)
 
@@ -201,24 +202,44 @@ class CachedTargets:
                 "soft_mass": self.mass[rows]}
 
 
+class FrameStats:
+    """Per member: summed loss and correct frames, and the frame count, kept on the device
+    during an epoch (adding them up reads nothing back) and read once at its end."""
+
+    def __init__(self, n: int, device):
+        self.loss = torch.zeros(n, device=device)
+        self.correct = torch.zeros(n, device=device)
+        self.frames = torch.zeros((), device=device)
+
+    def add(self, loss_sums: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """loss_sums [n]: each member's loss summed over the labelled frames of y [B, C];
+        logits [n, B, C, P]."""
+        mask = y >= 0
+        self.loss += loss_sums.detach().float()
+        self.correct += ((logits.detach().argmax(-1) == y) & mask).sum((-2, -1))
+        self.frames += mask.sum()
+
+    def read(self) -> tuple[list[float], list[float]]:
+        """(mean loss, frame accuracy %) per member."""
+        frames = max(float(self.frames), 1.0)
+        return (self.loss / frames).tolist(), (100.0 * self.correct / frames).tolist()
+
+
 @torch.no_grad()
 def evaluate_members(members, data: ChunkSet, batch_size: int) -> tuple[list[float], list[float]]:
     """Per member: (mean cross-entropy, frame accuracy %) over every frame of `data`, in
     float32 (scoring never runs under autocast)."""
     members.eval()
-    n = len(members)
-    loss, correct, count = torch.zeros(n), torch.zeros(n), 0
+    stats = FrameStats(len(members), data.feats.device)
     for idx in torch.arange(len(data), device=data.feats.device).split(batch_size):
-        x, y, _ = data.batch(idx)
-        logits = members.center_logits(x, data.left, data.chunk_size).float()
-        mask = y >= 0
-        z, t = logits[:, mask], y[mask]
-        for k in range(n):
-            loss[k] += float(F.cross_entropy(z[k], t, reduction="sum"))
-        correct += (z.argmax(-1) == t).sum(-1).cpu()
-        count += int(mask.sum())
-    count = max(count, 1)
-    return (loss / count).tolist(), (100.0 * correct / count).tolist()
+        with sync_region("validation batch"):
+            x, y, _ = data.batch(idx)
+            logits = members.center_logits(x, data.left, data.chunk_size).float()
+            labels = torch.where(y >= 0, y, IGNORE).flatten()
+            ce = torch.stack([F.cross_entropy(z.flatten(0, -2), labels, ignore_index=IGNORE,
+                                              reduction="sum") for z in logits])
+            stats.add(ce, logits, y)
+    return stats.read()
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -260,7 +281,9 @@ def resume(out_dir: Path, members, opt: MemberAdam, gen: torch.Generator, device
     done = sorted(Path(out_dir).glob("epoch-*.pt"), key=_epoch_of)
     if not done:
         return [{"epoch": 0, "acc": -1.0} for _ in range(len(members))], [], 1
-    ck = torch.load(done[-1], map_location=device, weights_only=True)
+    # Loaded to the CPU, as the generators' states must be; the members' and optimizer's
+    # tensors are copied onto the device by their load_state_dict.
+    ck = torch.load(done[-1], map_location="cpu", weights_only=True)
     members.load_state_dict(ck["members"])
     opt.load_state_dict(ck["optimizer"])
     gen.set_state(ck["rng"])
@@ -346,37 +369,37 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
         members.train()
         order = torch.cat([torch.randperm(len(train), generator=gen)
                            for _ in range(repeats)]).to(device)
-        tot, hits, nfr = torch.zeros(n), torch.zeros(n), 0
+        stats = FrameStats(n, device)
         steps = order.split(cfg.batch_size)
         if tchunks is not None:  # this epoch's transfer chunks, drawn on from the last epoch's
             tdraws = tchunks.draws(cfg.seed, (epoch - 1) * len(steps) * n_transfer,
                                    len(steps) * n_transfer).reshape(len(steps), n_transfer)
         for step, idx in enumerate(progress(steps, f"epoch {epoch}", unit="steps")):
-            x, y, rows = train.batch(idx)
-            extra = soft(x, rows, train.left, train.chunk_size) \
-                if isinstance(soft, CachedTargets) else {}
-            if tchunks is not None:
-                xt, yt, extra_t = tchunks.batch(tdraws[step], device)
-                x, y = torch.cat([x, xt]), torch.cat([y, yt])
-                extra = {k: torch.cat([v, extra_t[k]]) for k, v in extra.items()}
-            if isinstance(soft, TeacherTargets):
-                extra = soft(x, None, train.left, train.chunk_size)
-            with policy.train_autocast():
-                logits = members.center_logits(x, train.left, train.chunk_size)
-            losses = torch.stack([kd_loss(logits[k], y, cfg.distill, **extra) for k in range(n)])
-            opt.zero_grad()
-            losses.sum().backward()
-            opt.step()
-            mask = y >= 0
-            m = int(mask.sum())
-            tot += losses.detach().cpu() * m
-            hits += (logits.detach().argmax(-1) == y)[:, mask].sum(-1).cpu()
-            nfr += m
+            with sync_region("train step"):
+                x, y, rows = train.batch(idx)
+                extra = soft(x, rows, train.left, train.chunk_size) \
+                    if isinstance(soft, CachedTargets) else {}
+                if tchunks is not None:
+                    xt, yt, extra_t = tchunks.batch(tdraws[step], device)
+                    x, y = torch.cat([x, xt]), torch.cat([y, yt])
+                    extra = {k: torch.cat([v, extra_t[k]]) for k, v in extra.items()}
+                if isinstance(soft, TeacherTargets):
+                    extra = soft(x, None, train.left, train.chunk_size)
+                with policy.train_autocast():
+                    logits = members.center_logits(x, train.left, train.chunk_size)
+                losses = torch.stack([kd_loss(logits[k], y, cfg.distill, **extra)
+                                      for k in range(n)])
+                opt.zero_grad()
+                losses.sum().backward()
+                opt.step()
+                # kd_loss is a mean over the step's frames (transfer ones too); the epoch's
+                # train_loss weights each step by its labelled frames, as it always has.
+                stats.add(losses * (y >= 0).sum(), logits, y)
+        t_loss, t_acc = stats.read()
         v_loss, v_acc = evaluate_members(members, valid, cfg.batch_size * 4)
         rec = {"epoch": epoch, "seconds": round(time.time() - t0, 2), "members": [
-            {"lr": opt.lr[k], "train_loss": float(tot[k]) / max(nfr, 1),
-             "train_acc": 100.0 * float(hits[k]) / max(nfr, 1), "valid_loss": v_loss[k],
-             "valid_acc": v_acc[k]} for k in range(n)]}
+            {"lr": opt.lr[k], "train_loss": t_loss[k], "train_acc": t_acc[k],
+             "valid_loss": v_loss[k], "valid_acc": v_acc[k]} for k in range(n)]}
         end_epoch(rec, history, best, opt, cfg.halving_threshold)
         log.info("epoch %d (%.1fs): %s", epoch, time.time() - t0, "; ".join(
             f"member {k + 1} lr {r['lr']:.1e} train loss {r['train_loss']:.3f} acc "
@@ -392,7 +415,7 @@ def best_models(members, best: list[dict], out_dir: Path, device) -> list[torch.
     """Each member with the weights of its best validation epoch."""
     states = {}
     for epoch in sorted({b["epoch"] for b in best}):
-        ck = torch.load(out_dir / f"epoch-{epoch}.pt", map_location=device, weights_only=True)
+        ck = torch.load(out_dir / f"epoch-{epoch}.pt", map_location="cpu", weights_only=True)
         members.load_state_dict(ck["members"])
         for k, b in enumerate(best):
             if b["epoch"] == epoch:
