@@ -1,14 +1,19 @@
 """The host-sync audit (asr_kd.utils.sync_audit) and the loops it proves sync-free on the CPU:
 a teacher training step (loop and stacked members), a distillation step with online teachers
-and with the top-k cache, both with transfer chunks, validation batches and specialist steps.
+and with the top-k cache, both with transfer chunks, validation batches, specialist steps, the
+GMM's accumulation and the Viterbi alignment's frames.
 Counts outside the loops are printed, not asserted."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 import torch
 
+from asr_kd.hmm.align import viterbi_align
+from asr_kd.hmm.gmm import DiagGmm
 from asr_kd.train.distill import DistillConfig
 from asr_kd.train.members import make_members
 from asr_kd.train.specialists import SpecialistConfig, train_specialists
@@ -16,6 +21,7 @@ from asr_kd.train.trainer import TrainConfig, train_members
 from asr_kd.train.transfer import FrameStore, write_frame_store
 from asr_kd.utils.sync_audit import SyncAudit, sync_region
 from tests.test_distill import _yesno_feats
+from tests.test_graphs_and_alignment import _viterbi_inputs
 from tests.test_specialists import P, _generalist
 
 CPU = torch.device("cpu")
@@ -122,3 +128,30 @@ def test_specialist_steps_do_not_sync(tmp_path, stacked):
         train_specialists(cfg, feats, targets, _generalist(), tmp_path, CPU)
     _report(audit, ["specialist step"])
     assert audit.inside("specialist step") == {}
+
+
+def test_gmm_accumulation_chunks_do_not_sync():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 3, generator=g)
+    pdf = torch.randint(2, (1000,), generator=g)
+    gmm = DiagGmm(torch.randn(2, 4, 3, generator=g), torch.ones(2, 4, 3),
+                  torch.full((2, 4), -math.log(4)))
+    with SyncAudit() as audit:
+        _, _, _, ll = gmm.accumulate(x, pdf, chunk=128)  # 8 chunks
+    _report(audit, ["gmm accumulation chunk"])
+    assert audit.inside("gmm accumulation chunk") == {}
+    assert audit.outside() == {"_local_scalar_dense": 1}  # the log-likelihood, read once
+    assert ll == pytest.approx(float(gmm.log_likelihoods(x).gather(1, pdf[:, None]).sum()),
+                               rel=1e-5)
+
+
+def test_viterbi_frames_do_not_sync(yesno_run, monkeypatch):
+    rdir, _ = yesno_run
+    monkeypatch.chdir(rdir)
+    _, utts, graphs, lls, tid_lp, tid2pdf = _viterbi_inputs(rdir, 4)
+    with SyncAudit() as audit:
+        paths, _ = viterbi_align([graphs[u] for u in utts], lls, tid_lp, tid2pdf)
+    _report(audit, ["viterbi frame", "viterbi traceback frame"])
+    assert all(p is not None for p in paths)
+    assert audit.inside("viterbi frame") == {}
+    assert audit.inside("viterbi traceback frame") == {}

@@ -19,6 +19,7 @@ from asr_kd.hmm.context import ContextDependency
 from asr_kd.hmm.h_fst import phone_states, training_h
 from asr_kd.hmm.transitions import TransitionModel
 from asr_kd.utils.fst import FstArrays, compile_text, from_arrays, to_arrays
+from asr_kd.utils.sync_audit import sync_region
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +132,13 @@ def viterbi_align(graphs: list[FstArrays], logliks: list[torch.Tensor], tid_log_
     state_len = lengths[state_utt]
     neg_inf = torch.full((S,), -torch.inf, device=device)
     for t in range(T):
-        cand = delta[src] + weight + ll[utt, t, pdf]  # [A]
-        new = neg_inf.scatter_reduce(0, dst, cand, reduce="amax", include_self=True)
-        winner = torch.where(cand == new[dst], arc_ids, -1)
-        backptr[t] = torch.full((S,), -1, device=device, dtype=torch.int64).scatter_reduce(
-            0, dst, winner, reduce="amax", include_self=True)
-        delta = torch.where(t < state_len, new, delta)
+        with sync_region("viterbi frame"):
+            cand = delta[src] + weight + ll[utt, t, pdf]  # [A]
+            new = neg_inf.scatter_reduce(0, dst, cand, reduce="amax", include_self=True)
+            winner = torch.where(cand == new[dst], arc_ids, -1)
+            backptr[t] = torch.full((S,), -1, device=device, dtype=torch.int64).scatter_reduce(
+                0, dst, winner, reduce="amax", include_self=True)
+            delta = torch.where(t < state_len, new, delta)
 
     end_score = delta + final
     best = torch.full((B,), -torch.inf, device=device).scatter_reduce(
@@ -151,11 +153,12 @@ def viterbi_align(graphs: list[FstArrays], logliks: list[torch.Tensor], tid_log_
     path = torch.zeros((B, T), dtype=torch.int64, device=device)
     alive = best_state >= 0
     for t in range(T - 1, -1, -1):
-        active = alive & (t < lengths)
-        arc = backptr[t, state.clamp_min(0)]
-        active = active & (arc >= 0)
-        path[:, t] = torch.where(active, tid[arc.clamp_min(0)], 0)
-        state = torch.where(active, src[arc.clamp_min(0)], state)
+        with sync_region("viterbi traceback frame"):
+            active = alive & (t < lengths)
+            arc = backptr[t, state.clamp_min(0)]
+            active = active & (arc >= 0)
+            path[:, t] = torch.where(active, tid[arc.clamp_min(0)], 0)
+            state = torch.where(active, src[arc.clamp_min(0)], state)
     path = path.cpu().numpy()
     out, scores = [], best.cpu().tolist()
     for b in range(B):

@@ -12,6 +12,8 @@ import math
 import numpy as np
 import torch
 
+from asr_kd.utils.sync_audit import sync_region
+
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -72,19 +74,20 @@ class DiagGmm:
         occ = torch.zeros(p * m, dtype=torch.float64, device=x.device)
         sx = torch.zeros(p * m, d, dtype=torch.float64, device=x.device)
         sxx = torch.zeros(p * m, d, dtype=torch.float64, device=x.device)
-        total_ll = 0.0
+        total_ll = torch.zeros((), dtype=torch.float64, device=x.device)  # read once, at the end
         for xc, pc in zip(x.split(chunk), pdf.split(chunk)):
-            ll = self.component_log_likelihoods(xc, pc)  # [n, M]
-            frame_ll = torch.logsumexp(ll, dim=-1, keepdim=True)
-            total_ll += float(frame_ll.sum())
-            post = (ll - frame_ll).exp().double()  # [n, M]
-            idx = (pc[:, None] * m + torch.arange(m, device=x.device)).reshape(-1)  # [n*M]
-            post_flat = post.reshape(-1)
-            xd = xc.double()
-            occ.index_add_(0, idx, post_flat)
-            sx.index_add_(0, idx, (post[:, :, None] * xd[:, None]).reshape(-1, d))
-            sxx.index_add_(0, idx, (post[:, :, None] * (xd * xd)[:, None]).reshape(-1, d))
-        return occ.reshape(p, m), sx.reshape(p, m, d), sxx.reshape(p, m, d), total_ll
+            with sync_region("gmm accumulation chunk"):
+                ll = self.component_log_likelihoods(xc, pc)  # [n, M]
+                frame_ll = torch.logsumexp(ll, dim=-1, keepdim=True)
+                total_ll += frame_ll.sum().double()
+                post = (ll - frame_ll).exp().double()  # [n, M]
+                idx = (pc[:, None] * m + torch.arange(m, device=x.device)).reshape(-1)  # [n*M]
+                post_flat = post.reshape(-1)
+                xd = xc.double()
+                occ.index_add_(0, idx, post_flat)
+                sx.index_add_(0, idx, (post[:, :, None] * xd[:, None]).reshape(-1, d))
+                sxx.index_add_(0, idx, (post[:, :, None] * (xd * xd)[:, None]).reshape(-1, d))
+        return occ.reshape(p, m), sx.reshape(p, m, d), sxx.reshape(p, m, d), float(total_ll)
 
     def update(self, occ, sx, sxx, min_gauss_occ: float = 10.0, var_floor: float = 1e-3,
                min_weight: float = 1e-5) -> None:
