@@ -25,6 +25,7 @@ class DecodeConfig:
     beam: float = 13.0
     max_active: int = 7000
     min_active: int = 200
+    beam_delta: float = 0.5  # Kaldi's: added to the beam that max/min-active tightens or loosens
 
 
 @dataclass

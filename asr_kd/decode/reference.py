@@ -19,7 +19,8 @@ class ReferenceDecoder(Decoder):
     def __init__(self, hclg: kaldifst.StdVectorFst, cfg: DecodeConfig):
         self.cfg = cfg
         opts = kaldi_decoder.FasterDecoderOptions(beam=cfg.beam, max_active=cfg.max_active,
-                                                  min_active=cfg.min_active)
+                                                  min_active=cfg.min_active,
+                                                  beam_delta=cfg.beam_delta)
         self.hclg = hclg
         self.decoder = kaldi_decoder.FasterDecoder(hclg, opts)
 
