@@ -1,23 +1,34 @@
-"""A batched frame-synchronous Viterbi beam search over a pdf-labelled HCLG, in torch.
+"""A batched frame-synchronous Viterbi beam search over a pdf-labelled HCLG, in torch, whose
+frame step reads nothing back from the device (in the spirit of Kaldi's CUDA decoder and k2).
 
-The same code runs on the CPU and the GPU. Tokens of all utterances of a batch live in flat
-tensors (utterance, state, cost) and every step works on all of them at once:
+Every utterance of a batch owns C token slots per frame ([B, C] tensors: state, cost float64,
+back-pointer), an empty slot holding cost +inf. A frame is FasterDecoder's two steps:
 
-1. prune the tokens of each utterance to `beam` below its best and to its `max_active` best
-   (Kaldi's FasterDecoder::GetCutoff, without min_active);
-2. emitting step: follow every emitting arc (CSR by source state) of every token, cost +=
-   arc weight - scaled log-likelihood of the arc's pdf, drop candidates more than `beam` above
-   the utterance's best, keep the best candidate per (utterance, state);
-3. epsilon closure: follow input-epsilon arcs from the tokens that improved, again and again,
-   until no (utterance, state) improves (FasterDecoder::ProcessNonemitting, by rounds).
+1. cutoff per utterance as FasterDecoder::GetCutoff: `beam` above the best token, tightened
+   to the (max_active + 1)-th smallest cost when more tokens than max_active, loosened to the
+   (min_active + 1)-th smallest when fewer than min_active are inside the beam, or to +inf when
+   there are at most min_active tokens; the adaptive beam follows (+ beam_delta when tightened
+   or loosened);
+2. emitting step: each token below the cutoff fills fixed-size arc slots with its emitting
+   arcs (slot j finds its token by searchsorted in the cumulative out-degrees), cost += arc
+   weight - scaled log-likelihood; candidates at or above best + adaptive beam are dropped and
+   the survivors are recombined per (utterance, state) by a stable sort: the lowest cost wins,
+   the first candidate on ties;
+3. epsilon closure: as many rounds as the graph's epsilon depth (its longest chain of
+   input-epsilon arcs, counted once per graph), each following the epsilon arcs of the tokens
+   that changed in the round before and keeping a candidate where it improves on the token of
+   its state (new states take the next free slot), all within the step's cutoff.
 
-Every frame appends a token table (state, cost, back-pointer, output label, pdf); a token made
-by an epsilon arc points into its own frame's table at an earlier row, so traceback cannot
-loop. Costs are float64, as Kaldi's decoder keeps them.
+Back-pointers (slot and arc) of every frame go to preallocated [T + 1, B, C] tensors, copied to
+the host once per batch for the traceback. A batch whose tokens or arc slots outgrow their
+capacity sets a flag on the device, read once per batch; it is then decoded again with twice
+the capacity. Costs are float64, as in Kaldi's decoder.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 import kaldifst
@@ -26,234 +37,392 @@ import torch
 
 from asr_kd.decode.base import DecodeConfig, Decoder, Hypothesis, register_decoder
 from asr_kd.utils.fst import FstArrays, to_arrays
+from asr_kd.utils.sync_audit import sync_region
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CAPACITY = 2048  # token slots per utterance and frame to start with (grows on overflow)
+FLT_MAX = float(np.finfo(np.float32).max)  # FasterDecoder::InitDecoding's epsilon cutoff
+INF = math.inf
+
+
+def _f32(x):
+    """Round to float32 and back, as FasterDecoder keeps beams and adaptive beams as floats."""
+    return x.float().double() if isinstance(x, torch.Tensor) else float(np.float32(x))
 
 
 @dataclass
 class _Csr:
-    """Arcs of one kind grouped by source state: arcs of s are ptr[s]:ptr[s + 1]."""
+    """Arcs of one kind grouped by source state: arcs of s are ptr[s]:ptr[s + 1]; the decoder
+    numbers them base, base + 1, ... in back-pointers."""
 
     ptr: torch.Tensor  # [S + 1] int64
     dst: torch.Tensor  # [A] int64
     pdf: torch.Tensor  # [A] int64 (ilabel - 1; -1 for epsilon arcs)
     olabel: torch.Tensor  # [A] int64
-    weight: torch.Tensor  # [A] float64
+    weight: torch.Tensor  # [A] float64 (float32 values, as OpenFst's)
+    base: int
+    max_degree: int
+    mean_degree: float  # over the states with at least one such arc
 
     @classmethod
-    def build(cls, a: FstArrays, keep: np.ndarray, device) -> _Csr:
+    def build(cls, a: FstArrays, keep: np.ndarray, base: int, device) -> _Csr:
         order = np.argsort(a.src[keep], kind="stable")
-        src = a.src[keep][order]
+        degree = np.bincount(a.src[keep], minlength=a.num_states)
         ptr = np.zeros(a.num_states + 1, dtype=np.int64)
-        np.cumsum(np.bincount(src, minlength=a.num_states), out=ptr[1:])
+        np.cumsum(degree, out=ptr[1:])
 
         def t(x, dtype=torch.int64):
             return torch.as_tensor(np.ascontiguousarray(x[keep][order]), dtype=dtype, device=device)
 
+        used = degree[degree > 0]
         return cls(torch.as_tensor(ptr, device=device), t(a.dst), t(a.ilabel) - 1, t(a.olabel),
-                   t(a.weight, torch.float64))
+                   t(a.weight, torch.float64), base, int(degree.max(initial=0)),
+                   float(used.mean()) if len(used) else 0.0)
 
-    def expand(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (token index, arc index) for every arc leaving each of `states`."""
-        first = self.ptr[states]
-        counts = self.ptr[states + 1] - first
-        tok = torch.repeat_interleave(torch.arange(len(states), device=states.device), counts)
-        start_of_tok = torch.cumsum(counts, 0) - counts
-        arc = first[tok] + torch.arange(len(tok), device=states.device) - start_of_tok[tok]
-        return tok, arc
+    @property
+    def num_arcs(self) -> int:
+        return len(self.dst)
+
+    def slots_for(self, tokens: int) -> int:
+        """Arc slots for `tokens` tokens of one utterance: never more than the arcs (each state
+        holds one token), so a capacity of every state cannot overflow."""
+        return max(1, min(self.num_arcs, tokens * math.ceil(2 * self.mean_degree)
+                          + self.max_degree))
+
+    def expand(self, state: torch.Tensor, live: torch.Tensor, slots: torch.Tensor):
+        """The arcs leaving the live tokens, in fixed-size slots. state, live: [B, C]; slots:
+        [B, A] (0..A-1 in each row) -> token slot [B, A], arc [B, A] (0 where not valid), valid
+        [B, A], overflow [B] (more arcs than slots)."""
+        s = state.clamp(max=len(self.ptr) - 2)  # empty slots hold the sentinel num_states
+        first = self.ptr[s]
+        degree = torch.where(live, self.ptr[s + 1] - first, 0)
+        end = degree.cumsum(1)  # [B, C]: one past each token's last arc slot
+        tok = torch.searchsorted(end, slots, right=True).clamp(max=state.shape[1] - 1)
+        valid = slots < end[:, -1:]
+        arc = first.gather(1, tok) + slots - (end - degree).gather(1, tok)
+        return tok, torch.where(valid, arc, 0), valid, end[:, -1] > slots.shape[1]
+
+
+def epsilon_depth(src: np.ndarray, dst: np.ndarray, num_states: int, name: str) -> int:
+    """The longest chain of input-epsilon arcs (src -> dst), by peeling the arcs whose source
+    no remaining arc enters, level by level; ValueError naming `name` if they form a cycle."""
+    indegree = np.bincount(dst, minlength=num_states)
+    left = np.ones(len(src), dtype=bool)
+    depth = 0
+    while left.any():
+        peel = left & (indegree[src] == 0)
+        if not peel.any():
+            cycle = _a_cycle(src[left], dst[left])
+            raise ValueError(f"{name}: its input-epsilon arcs form a cycle ("
+                             f"{' -> '.join(map(str, cycle))}); the torch decoder follows "
+                             "epsilon arcs a fixed number of rounds per frame and needs none")
+        np.subtract.at(indegree, dst[peel], 1)
+        left &= ~peel
+        depth += 1
+    return depth
+
+
+def _a_cycle(src: np.ndarray, dst: np.ndarray) -> list[int]:
+    """States of one cycle among arcs every one of whose sources has an arc entering it."""
+    pred = dict(zip(dst.tolist(), src.tolist()))
+    s = int(dst[0])
+    for _ in range(len(pred)):  # walking back that far lands on a cycle
+        s = pred[s]
+    cycle = [s]
+    while pred[cycle[-1]] != s:
+        cycle.append(pred[cycle[-1]])
+    return [s] + cycle[::-1]
 
 
 class DeviceGraph:
     """An HCLG (input labels pdf id + 1, output labels word ids) as CSR tensors on a device."""
 
-    def __init__(self, fst: kaldifst.StdVectorFst | FstArrays, device="cpu"):
+    def __init__(self, fst: kaldifst.StdVectorFst | FstArrays, device="cpu",
+                 name: str = "the decoding graph"):
         a = fst if isinstance(fst, FstArrays) else to_arrays(fst)
         if a.num_states == 0 or a.start < 0:
-            raise ValueError("the decoding graph is empty (no start state)")
-        self.num_states, self.start, self.device = a.num_states, a.start, torch.device(device)
+            raise ValueError(f"{name} is empty (no start state)")
         emitting = a.ilabel > 0
-        self.emitting = _Csr.build(a, emitting, self.device)
-        self.epsilon = _Csr.build(a, ~emitting, self.device)
-        self.final = torch.as_tensor(a.final, dtype=torch.float64, device=self.device)
-        self.max_pdf = int(a.ilabel.max()) - 1 if a.num_arcs else -1
+        if not emitting.any():
+            raise ValueError(f"{name} has no emitting arcs")
+        self.name, self.num_states, self.start = name, a.num_states, a.start
+        self.device = torch.device(device)
+        self.emitting = _Csr.build(a, emitting, 0, self.device)
+        self.epsilon = _Csr.build(a, ~emitting, self.emitting.num_arcs, self.device)
+        self.epsilon_depth = epsilon_depth(a.src[~emitting], a.dst[~emitting], a.num_states, name)
+        self.final = a.final.astype(np.float64)  # [S] on the host, for the traceback
+        self.max_pdf = int(a.ilabel.max()) - 1
+        # per back-pointer arc number (emitting arcs, then epsilon arcs): its word and pdf
+        self.arc_olabel = torch.cat([self.emitting.olabel, self.epsilon.olabel]).cpu().numpy()
+        self.arc_pdf = torch.cat([self.emitting.pdf, self.epsilon.pdf]).cpu().numpy()
 
 
 @dataclass
-class _Frame:
-    """One frame's token table (rows appended in order); `same` rows point into this table."""
+class _Tokens:
+    """One frame's tokens, [B, C] each; slots 0..count-1 of a row are taken, the rest empty
+    (state = num_states, cost = +inf). prev: the slot the token came from (the frame before
+    for an emitting arc, this frame for an epsilon arc); arc: the arc's number (-1: start)."""
 
-    utt: torch.Tensor
     state: torch.Tensor
     cost: torch.Tensor
     prev: torch.Tensor
-    same: torch.Tensor
-    olabel: torch.Tensor
-    pdf: torch.Tensor
+    arc: torch.Tensor
+    count: torch.Tensor  # [B]
+
+    @classmethod
+    def empty(cls, B: int, C: int, num_states: int, device) -> _Tokens:
+        full = torch.full((B, C), -1, dtype=torch.int64, device=device)
+        return cls(full + 1 + num_states, torch.full((B, C), INF, dtype=torch.float64,
+                                                     device=device),
+                   full, full.clone(), torch.zeros(B, dtype=torch.int64, device=device))
+
+    def where(self, rows: torch.Tensor, other: _Tokens) -> _Tokens:
+        """These tokens in the rows where rows[b], other's elsewhere."""
+        r = rows[:, None]
+        return _Tokens(*(torch.where(r, a, b) for a, b in
+                         ((self.state, other.state), (self.cost, other.cost),
+                          (self.prev, other.prev), (self.arc, other.arc))),
+                       torch.where(rows, self.count, other.count))
 
 
-def _segment_best(keys: torch.Tensor, costs: torch.Tensor):
-    """-> (unique keys, their best cost, index of the first candidate reaching it)."""
-    uniq, inv = torch.unique(keys, return_inverse=True)
-    best = torch.full((len(uniq),), torch.inf, dtype=costs.dtype, device=costs.device)
-    best = best.scatter_reduce(0, inv, costs, reduce="amin")
-    cand = torch.arange(len(keys), device=keys.device)
-    big = torch.full_like(cand, len(keys))
-    first = torch.full((len(uniq),), len(keys), dtype=torch.int64, device=keys.device)
-    first = first.scatter_reduce(0, inv, torch.where(costs == best[inv], cand, big), reduce="amin")
-    return uniq, best, first
+@dataclass
+class _Sizes:
+    """Arc slot numbers 0..A-1 in each row, for the emitting and the epsilon arcs."""
+
+    emitting: torch.Tensor  # [B, A] arc slot numbers
+    epsilon: torch.Tensor  # [B, A_eps]
 
 
-def _utt_best(utt: torch.Tensor, cost: torch.Tensor, num_utts: int) -> torch.Tensor:
-    best = torch.full((num_utts,), torch.inf, dtype=cost.dtype, device=cost.device)
-    return best.scatter_reduce(0, utt, cost, reduce="amin")
+@dataclass
+class _Search:
+    """What a batch's search leaves for the traceback, still on the device."""
+
+    last: _Tokens  # each utterance's tokens after its last frame
+    prev: torch.Tensor  # [T + 1, B, C] int32
+    arc: torch.Tensor  # [T + 1, B, C] int32
+    overflow: torch.Tensor  # [] bool
 
 
-def _prune(utt, cost, num_utts: int, beam: float, max_active: int) -> torch.Tensor:
-    """Indices of the tokens within `beam` of their utterance's best and among its max_active
-    best (ties broken by position)."""
-    keep = cost < _utt_best(utt, cost, num_utts)[utt] + beam
-    idx = torch.nonzero(keep).squeeze(1)
-    if max_active > 0 and len(idx) > max_active:
-        order = idx[torch.argsort(cost[idx], stable=True)]
-        order = order[torch.argsort(utt[order], stable=True)]  # by utterance, then cost
-        counts = torch.bincount(utt[order], minlength=num_utts)
-        first = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(len(order), device=cost.device) - first[utt[order]]
-        idx = torch.sort(order[rank < max_active]).values
-    return idx
+def _segment_starts(key: torch.Tensor, sentinel: int) -> torch.Tensor:
+    """[B, N] sorted keys -> True at the first of each run of equal keys below the sentinel."""
+    start = torch.ones_like(key, dtype=torch.bool)
+    start[:, 1:] = key[:, 1:] != key[:, :-1]
+    return start & (key < sentinel)
+
+
+def _best_per_slot(slot: torch.Tensor, cost: torch.Tensor, init: torch.Tensor):
+    """slot, cost: [B, N] candidates (slot C: none); init: [B, C] costs to beat. -> the lowest
+    cost per slot [B, C] and, per slot, the first column reaching it ([B, C]; N if none)."""
+    B, N = cost.shape
+    C = init.shape[1]
+    pad = torch.full((B, 1), INF, dtype=cost.dtype, device=cost.device)
+    best = torch.cat([init, pad], 1).scatter_reduce(1, slot, cost, "amin")
+    col = torch.arange(N, device=cost.device).expand(B, N)
+    hit = torch.where(cost == best.gather(1, slot), col, N)
+    first = torch.full((B, C + 1), N, dtype=torch.int64, device=cost.device)
+    return best[:, :C], first.scatter_reduce(1, slot, hit, "amin")[:, :C]
+
+
+def _merge(toks: _Tokens, key, cost, prev, arc, sentinel: int):
+    """Candidates [B, N] (key: state, `sentinel` where none) into the tokens: a candidate
+    replaces the token of its state when strictly cheaper (on ties the token, and then the
+    first candidate, stays, as FasterDecoder keeps the token it found first); states without
+    a token take the next free slots. -> (tokens, changed [B, C], overflow [B])."""
+    B, C = toks.cost.shape
+    N = key.shape[1]
+    keys = torch.cat([toks.state, key], 1)  # [B, C + N]: a state's token sorts first
+    order = torch.argsort(keys, dim=1, stable=True)
+    skey = keys.gather(1, order)
+    start = _segment_starts(skey, sentinel)
+    new = start & (order >= C)  # a state without a token
+    count = toks.count + new.sum(1)
+    # the slot of each run: its token's, or the next free one; then spread over the run
+    pos = torch.arange(C + N, device=key.device).expand(B, C + N)
+    run_start = torch.where(start, pos, 0).cummax(1).values
+    run_slot = torch.where(order < C, order, toks.count[:, None] + new.cumsum(1) - 1)
+    slot = run_slot.gather(1, run_start)
+    is_cand = (order >= C) & (skey < sentinel) & (slot < C)
+    slot = torch.where(is_cand, slot, C)
+    scost = torch.cat([toks.cost, cost], 1).gather(1, order)
+    best, first = _best_per_slot(slot, torch.where(is_cand, scost, INF), toks.cost)
+    changed = best < toks.cost
+    cand = (order.gather(1, first.clamp(max=C + N - 1)) - C).clamp(min=0)  # [B, C] column
+
+    def pick(old, new_values):
+        return torch.where(changed, new_values.gather(1, cand), old)
+
+    out = _Tokens(pick(toks.state, key), torch.where(changed, best, toks.cost),
+                  pick(toks.prev, prev), pick(toks.arc, arc), count.clamp(max=C))
+    return out, changed, count > C
 
 
 @register_decoder("torch")
 class TorchDecoder(Decoder):
     """Batched Viterbi beam search; `decode_batch` returns one Hypothesis (or None) per
-    utterance."""
+    utterance. `capacity`: token slots per utterance and frame to start with (default
+    DEFAULT_CAPACITY, at most the graph's states); it doubles, for good, when a batch
+    overflows it."""
 
-    def __init__(self, graph: DeviceGraph, cfg: DecodeConfig):
+    def __init__(self, graph: DeviceGraph, cfg: DecodeConfig, capacity: int | None = None):
         self.graph, self.cfg = graph, cfg
+        self.capacity = max(1, min(graph.num_states, capacity or DEFAULT_CAPACITY))
 
     @classmethod
     def from_graph(cls, hclg, cfg: DecodeConfig, device="cpu") -> TorchDecoder:
         return cls(DeviceGraph(hclg, device), cfg)
 
-    def _closure(self, frame: _Frame, live: torch.Tensor, cutoff: torch.Tensor):
-        """Follow epsilon arcs from the live rows until nothing improves; returns the new live
-        rows. Improved (utterance, state) pairs get a new row; the old row stops being live."""
-        g, S = self.graph, self.graph.num_states
-        frontier = live
-        while len(frontier):
-            tok, arc = g.epsilon.expand(frame.state[frontier])
-            if len(arc) == 0:
-                break
-            src = frontier[tok]
-            cost = frame.cost[src] + g.epsilon.weight[arc]
-            utt = frame.utt[src]
-            ok = cost < cutoff[utt]
-            src, arc, cost, utt = src[ok], arc[ok], cost[ok], utt[ok]
-            if len(arc) == 0:
-                break
-            keys, best, first = _segment_best(utt * S + g.epsilon.dst[arc], cost)
-            live_keys = frame.utt[live] * S + frame.state[live]
-            order = torch.argsort(live_keys)
-            sorted_keys = live_keys[order]
-            pos = torch.searchsorted(sorted_keys, keys).clamp(max=len(live) - 1)
-            found = sorted_keys[pos] == keys
-            old = live[order[pos]]
-            better = ~found | (best < frame.cost[old])
-            if not bool(better.any()):
-                break
-            win = first[better]
-            n0 = len(frame.state)
-            new_rows = torch.arange(n0, n0 + len(win), device=live.device)
-            frame.utt = torch.cat([frame.utt, utt[win]])
-            frame.state = torch.cat([frame.state, g.epsilon.dst[arc[win]]])
-            frame.cost = torch.cat([frame.cost, best[better]])
-            frame.prev = torch.cat([frame.prev, src[win]])
-            frame.same = torch.cat([frame.same, torch.ones_like(win, dtype=torch.bool)])
-            frame.olabel = torch.cat([frame.olabel, g.epsilon.olabel[arc[win]]])
-            frame.pdf = torch.cat([frame.pdf, torch.full_like(win, -1)])
-            replaced = old[better & found]
-            still = ~torch.isin(live, replaced)
-            live = torch.cat([live[still], new_rows])
-            frontier = new_rows
-        return live
-
     @torch.no_grad()
     def decode_batch(self, loglikes: list[torch.Tensor | np.ndarray]) -> list[Hypothesis | None]:
         """loglikes: per utterance [T_b, num_pdfs] unscaled log-likelihoods."""
-        g, cfg, dev = self.graph, self.cfg, self.graph.device
-        B = len(loglikes)
-        if B == 0:
+        if not loglikes:
             return []
+        ll, lengths = self._scaled(loglikes)
+        while True:
+            search = self._search(ll, lengths, self.capacity)
+            if not bool(search.overflow):  # read once per batch
+                return self._trace(search, lengths)
+            if self.capacity >= self.graph.num_states:
+                raise RuntimeError("token buffer overflow with a slot for every state")
+            grown = min(self.graph.num_states, 2 * self.capacity)
+            log.info("torch decoder: %d token slots per utterance overflowed on %s; decoding "
+                     "the batch again with %d", self.capacity, self.graph.name, grown)
+            self.capacity = grown
+
+    def _scaled(self, loglikes) -> tuple[torch.Tensor, list[int]]:
+        """-> [B, T, P] acoustically scaled float32 log-likelihoods on the device, lengths."""
+        g, dev = self.graph, self.graph.device
         mats = [torch.as_tensor(x, dtype=torch.float32) for x in loglikes]
         P = mats[0].shape[1]
         if any(m.dim() != 2 or m.shape[1] != P for m in mats):
             raise ValueError("every log-likelihood matrix must be [T, num_pdfs] with one num_pdfs")
         if g.max_pdf >= P:
             raise ValueError(f"the graph uses pdf {g.max_pdf} but the model has only {P} pdfs")
-        lengths = torch.tensor([m.shape[0] for m in mats], device=dev)
-        T = int(lengths.max())
-        ll = torch.zeros((B, T, P), dtype=torch.float32, device=dev)
+        lengths = [m.shape[0] for m in mats]
+        ll = torch.zeros((len(mats), max(lengths), P), dtype=torch.float32, device=dev)
         for b, m in enumerate(mats):
-            ll[b, : m.shape[0]] = m.to(dev) * cfg.acoustic_scale
+            ll[b, : lengths[b]] = m.to(dev) * self.cfg.acoustic_scale
+        return ll, lengths
 
-        ar = torch.arange(B, device=dev)
-        zero = torch.zeros(B, dtype=torch.int64, device=dev)
-        start = _Frame(ar, torch.full((B,), g.start, device=dev),
-                       torch.zeros(B, dtype=torch.float64, device=dev), zero - 1,
-                       torch.zeros(B, dtype=torch.bool, device=dev), zero.clone(), zero - 1)
-        # As FasterDecoder::InitDecoding: the start token at cost 0, closure within the beam.
-        live = self._closure(start, ar, torch.full((B,), cfg.beam, dtype=torch.float64, device=dev))
-        frames = [start]
-        ends: dict[int, tuple[int, torch.Tensor]] = {}  # utt -> (frame table index, live rows)
-        for b in torch.nonzero(lengths == 0).squeeze(1).tolist():
-            ends[b] = (0, live[start.utt[live] == b])
+    def _sizes(self, B: int, C: int) -> _Sizes:
+        g, dev = self.graph, self.graph.device
+
+        def slots(n):
+            return torch.arange(n, device=dev).expand(B, n).contiguous()
+
+        return _Sizes(slots(g.emitting.slots_for(C)), slots(g.epsilon.slots_for(C)))
+
+    def _search(self, ll: torch.Tensor, lengths: list[int], C: int) -> _Search:
+        g, dev = self.graph, self.graph.device
+        B, T, _ = ll.shape
+        sizes = self._sizes(B, C)
+        frames = torch.tensor(lengths, device=dev)
+        prev = torch.empty((T + 1, B, C), dtype=torch.int32, device=dev)
+        arc = torch.empty_like(prev)
+        # As FasterDecoder::InitDecoding: the start token at cost 0, its closure within FLT_MAX.
+        toks = _Tokens.empty(B, C, g.num_states, dev)
+        toks.state[:, 0], toks.cost[:, 0], toks.count[:] = g.start, 0.0, 1
+        cutoff = torch.full((B,), FLT_MAX, dtype=torch.float64, device=dev)
+        toks, overflow = self._closure(toks, cutoff, sizes)
+        overflow = overflow.any()
+        prev[0], arc[0] = toks.prev, toks.arc
         for t in range(T):
-            prev = frames[-1]
-            live = live[lengths[prev.utt[live]] > t]  # utterances that have frame t
-            live = live[_prune(prev.utt[live], prev.cost[live], B, cfg.beam, cfg.max_active)]
-            tok, arc = g.emitting.expand(prev.state[live])
-            src = live[tok]
-            utt = prev.utt[src]
-            cost = prev.cost[src] + g.emitting.weight[arc] - ll[utt, t, g.emitting.pdf[arc]]
-            cutoff = _utt_best(utt, cost, B) + cfg.beam
-            ok = cost < cutoff[utt]
-            src, arc, cost, utt = src[ok], arc[ok], cost[ok], utt[ok]
-            keys, best, first = _segment_best(utt * g.num_states + g.emitting.dst[arc], cost)
-            frame = _Frame(keys // g.num_states, keys % g.num_states, best, src[first],
-                           torch.zeros(len(keys), dtype=torch.bool, device=dev),
-                           g.emitting.olabel[arc[first]], g.emitting.pdf[arc[first]])
-            live = self._closure(frame, torch.arange(len(keys), device=dev), cutoff)
-            frames.append(frame)
-            for b in torch.nonzero(lengths == t + 1).squeeze(1).tolist():
-                ends[b] = (t + 1, live[frame.utt[live] == b])
-        return self._trace(frames, ends, B)
+            with sync_region("decoder frame"):
+                active = frames > t
+                new, over = self._frame(toks, ll[:, t], active, sizes)
+                toks = new.where(active, toks)
+                prev[t + 1], arc[t + 1] = new.prev, new.arc
+                overflow |= (over & active).any()
+        return _Search(toks, prev, arc, overflow)
 
-    def _trace(self, frames: list[_Frame], ends, B: int) -> list[Hypothesis | None]:
+    def _frame(self, toks: _Tokens, ll_t: torch.Tensor, active: torch.Tensor, sizes: _Sizes):
+        """One frame for every utterance (rows not `active` expand nothing). ll_t: [B, P]."""
+        cutoff, adaptive_beam = self._cutoff(toks.cost)
+        new, next_cutoff, overflow = self._emit(toks, ll_t, cutoff, adaptive_beam,
+                                                active, sizes)
+        new, over = self._closure(new, next_cutoff, sizes)
+        return new, overflow | over
+
+    def _cutoff(self, cost: torch.Tensor):
+        """FasterDecoder::GetCutoff per utterance: cost [B, C] -> (cutoff, adaptive beam) [B]."""
+        cfg, C = self.cfg, cost.shape[1]
+        beam = _f32(cfg.beam)
+        best = cost.min(1).values
+        beam_cutoff = best + beam
+        # at most min_active tokens: +inf; min_active 0: the best, which never loosens it
+        if cfg.min_active >= C:
+            min_cutoff = torch.full_like(best, INF)
+        else:
+            min_cutoff = torch.kthvalue(cost, cfg.min_active + 1, dim=1).values
+        looser = min_cutoff > beam_cutoff
+        cutoff = torch.where(looser, min_cutoff, beam_cutoff)
+        adaptive = torch.where(looser, _f32(min_cutoff - best + _f32(cfg.beam_delta)), beam)
+        if cfg.max_active < C:  # more than max_active tokens: the (max_active + 1)-th cost
+            max_cutoff = torch.kthvalue(cost, cfg.max_active + 1, dim=1).values
+            tighter = max_cutoff < beam_cutoff  # checked first in Kaldi: it wins
+            cutoff = torch.where(tighter, max_cutoff, cutoff)
+            adaptive = torch.where(tighter, _f32(max_cutoff - best + _f32(cfg.beam_delta)),
+                                   adaptive)
+        return cutoff, adaptive
+
+    def _emit(self, toks: _Tokens, ll_t, cutoff, adaptive_beam, active, sizes: _Sizes):
+        """FasterDecoder::ProcessEmitting for every utterance at once. -> (the new frame's
+        tokens, the epsilon cutoff [B], overflow [B])."""
+        g = self.graph.emitting
+        live = (toks.cost < cutoff[:, None]) & active[:, None]
+        tok, arc, valid, overflow = g.expand(toks.state, live, sizes.emitting)
+        ac_cost = -ll_t.gather(1, g.pdf[arc])  # float32, as DecodableCtc gives it
+        cost = (toks.cost.gather(1, tok) + g.weight[arc]) + ac_cost.double()
+        cost = torch.where(valid, cost, INF)
+        # FasterDecoder's next_weight_cutoff once all arcs are seen: best + adaptive beam
+        next_cutoff = cost.min(1).values + adaptive_beam
+        keep = cost < next_cutoff[:, None]
+        S = self.graph.num_states
+        empty = _Tokens.empty(*toks.cost.shape, S, cost.device)
+        new, _, over = _merge(empty, torch.where(keep, g.dst[arc], S), cost, tok, arc + g.base, S)
+        return new, next_cutoff, overflow | over
+
+    def _closure(self, toks: _Tokens, cutoff: torch.Tensor, sizes: _Sizes):
+        """FasterDecoder::ProcessNonemitting: epsilon depth rounds, each from the tokens that
+        changed in the round before (the first: all), within `cutoff` [B] (inclusive, as
+        Kaldi's). -> (tokens, overflow [B])."""
+        g, S = self.graph.epsilon, self.graph.num_states
+        changed = torch.isfinite(toks.cost)
+        overflow = torch.zeros_like(changed[:, 0])
+        for _ in range(self.graph.epsilon_depth):
+            live = changed & (toks.cost <= cutoff[:, None])
+            tok, arc, valid, over = g.expand(toks.state, live, sizes.epsilon)
+            cost = toks.cost.gather(1, tok) + g.weight[arc]
+            ok = valid & (cost <= cutoff[:, None])
+            toks, changed, full = _merge(toks, torch.where(ok, g.dst[arc], S), cost, tok,
+                                         arc + g.base, S)
+            overflow |= over | full
+        return toks, overflow
+
+    def _trace(self, search: _Search, lengths: list[int]) -> list[Hypothesis | None]:
+        """Best token of each utterance's last frame (final states first, as FasterDecoder's
+        GetBestPath), then back along the back-pointers, on the host."""
         g = self.graph
-        host = [{k: getattr(f, k).cpu().numpy() for k in ("state", "cost", "prev", "same",
-                                                            "olabel", "pdf")} for f in frames]
-        final = g.final.cpu().numpy()
+        prev, arc = search.prev.cpu().numpy(), search.arc.cpu().numpy()
+        state, cost = search.last.state.cpu().numpy(), search.last.cost.cpu().numpy()
+        final = np.append(g.final, np.inf)  # the empty slots' sentinel state is not final
         out: list[Hypothesis | None] = []
-        for b in range(B):
-            fi, rows = ends[b]
-            rows = rows.cpu().numpy()
-            if len(rows) == 0:
+        for b, f in enumerate(lengths):
+            with_final = cost[b] + final[state[b]]
+            reached = bool(np.isfinite(with_final).any())
+            score = with_final if reached else cost[b]
+            r = int(np.argmin(score))
+            if not np.isfinite(score[r]):
                 out.append(None)
                 continue
-            h = host[fi]
-            with_final = h["cost"][rows] + final[h["state"][rows]]
-            reached = bool(np.isfinite(with_final).any())
-            score = with_final if reached else h["cost"][rows]
-            r = int(rows[np.argmin(score)])
-            total = float(score.min())
             words, pdfs = [], []
-            while r >= 0:
-                h = host[fi]
-                if h["olabel"][r] > 0:
-                    words.append(int(h["olabel"][r]))
-                if h["pdf"][r] >= 0:
-                    pdfs.append(int(h["pdf"][r]))
-                same, r = bool(h["same"][r]), int(h["prev"][r])
-                if not same:
-                    fi -= 1
-            out.append(Hypothesis(words[::-1], np.array(pdfs[::-1], dtype=np.int64), total,
-                                  reached))
+            while (a := int(arc[f, b, r])) >= 0:
+                if g.arc_olabel[a] > 0:
+                    words.append(int(g.arc_olabel[a]))
+                if g.arc_pdf[a] >= 0:
+                    pdfs.append(int(g.arc_pdf[a]))
+                r = int(prev[f, b, r])
+                f -= a < g.epsilon.base  # an emitting arc came from the frame before
+            out.append(Hypothesis(words[::-1], np.array(pdfs[::-1], dtype=np.int64),
+                                  float(score.min()), reached))
         return out
