@@ -353,12 +353,12 @@ class TorchDecoder(Decoder):
         if cfg.min_active >= C:
             min_cutoff = torch.full_like(best, INF)
         else:
-            min_cutoff = torch.kthvalue(cost, cfg.min_active + 1, dim=1).values
+            min_cutoff = _f32(torch.kthvalue(cost, cfg.min_active + 1, dim=1).values)
         looser = min_cutoff > beam_cutoff
         cutoff = torch.where(looser, min_cutoff, beam_cutoff)
         adaptive = torch.where(looser, _f32(min_cutoff - best + _f32(cfg.beam_delta)), beam)
         if cfg.max_active < C:  # more than max_active tokens: the (max_active + 1)-th cost
-            max_cutoff = torch.kthvalue(cost, cfg.max_active + 1, dim=1).values
+            max_cutoff = _f32(torch.kthvalue(cost, cfg.max_active + 1, dim=1).values)
             tighter = max_cutoff < beam_cutoff  # checked first in Kaldi: it wins
             cutoff = torch.where(tighter, max_cutoff, cutoff)
             adaptive = torch.where(tighter, _f32(max_cutoff - best + _f32(cfg.beam_delta)),
