@@ -124,15 +124,18 @@ def epsilon_depth(src: np.ndarray, dst: np.ndarray, num_states: int, name: str) 
 
 
 def _a_cycle(src: np.ndarray, dst: np.ndarray) -> list[int]:
-    """States of one cycle among arcs every one of whose sources has an arc entering it."""
+    """One cycle, from its smallest state back to it, among arcs every one of whose sources
+    has an arc entering it."""
     pred = dict(zip(dst.tolist(), src.tolist()))
     s = int(dst[0])
     for _ in range(len(pred)):  # walking back that far lands on a cycle
         s = pred[s]
-    cycle = [s]
-    while pred[cycle[-1]] != s:
-        cycle.append(pred[cycle[-1]])
-    return [s] + cycle[::-1]
+    back = [s]
+    while pred[back[-1]] != s:
+        back.append(pred[back[-1]])
+    cycle = back[::-1]
+    i = cycle.index(min(cycle))
+    return cycle[i:] + cycle[:i + 1]
 
 
 class DeviceGraph:
