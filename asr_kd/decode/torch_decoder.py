@@ -63,7 +63,6 @@ class _Csr:
     weight: torch.Tensor  # [A] float64 (float32 values, as OpenFst's)
     base: int
     max_degree: int
-    mean_degree: float  # over the states with at least one such arc
 
     @classmethod
     def build(cls, a: FstArrays, keep: np.ndarray, base: int, device) -> _Csr:
@@ -75,33 +74,48 @@ class _Csr:
         def t(x, dtype=torch.int64):
             return torch.as_tensor(np.ascontiguousarray(x[keep][order]), dtype=dtype, device=device)
 
-        used = degree[degree > 0]
         return cls(torch.as_tensor(ptr, device=device), t(a.dst), t(a.ilabel) - 1, t(a.olabel),
-                   t(a.weight, torch.float64), base, int(degree.max(initial=0)),
-                   float(used.mean()) if len(used) else 0.0)
+                   t(a.weight, torch.float64), base, int(degree.max(initial=0)))
 
     @property
     def num_arcs(self) -> int:
         return len(self.dst)
 
     def slots_for(self, tokens: int) -> int:
-        """Arc slots for `tokens` tokens of one utterance: never more than the arcs (each state
-        holds one token), so a capacity of every state cannot overflow."""
-        return max(1, min(self.num_arcs, tokens * math.ceil(2 * self.mean_degree)
-                          + self.max_degree))
+        """Arc slots to start with for `tokens` tokens of one utterance: twice their share of
+        the arcs and one more state's worth, never more than all arcs (each state holds one
+        token, so that many cannot overflow)."""
+        share = 2 * tokens * self.num_arcs / (len(self.ptr) - 1)
+        return max(1, min(self.num_arcs, math.ceil(share) + self.max_degree))
 
-    def expand(self, state: torch.Tensor, live: torch.Tensor, slots: torch.Tensor):
-        """The arcs leaving the live tokens, in fixed-size slots. state, live: [B, C]; slots:
-        [B, A] (0..A-1 in each row) -> token slot [B, A], arc [B, A] (0 where not valid), valid
-        [B, A], overflow [B] (more arcs than slots)."""
+    def expand(self, state: torch.Tensor, live: torch.Tensor, num_slots: int):
+        """The arcs leaving the live tokens, in `num_slots` slots per row. state, live: [B, C]
+        -> token slot [B, A], arc [B, A] (0 where not valid), valid [B, A], overflow [B] (more
+        arcs than slots). Slot j of a row holds arc j - start of the token whose arcs
+        start..end cover j: repeat_interleave of the token numbers by their out-degrees, with a
+        last token per row padding it to exactly num_slots, so its size is known in advance."""
+        B, C = state.shape
         s = state.clamp(max=len(self.ptr) - 2)  # empty slots hold the sentinel num_states
-        first = self.ptr[s]
-        degree = torch.where(live, self.ptr[s + 1] - first, 0)
+        first = _at(self.ptr, s)
+        degree = torch.where(live, _at(self.ptr, s + 1) - first, 0)
         end = degree.cumsum(1)  # [B, C]: one past each token's last arc slot
-        tok = torch.searchsorted(end, slots, right=True).clamp(max=state.shape[1] - 1)
-        valid = slots < end[:, -1:]
-        arc = first.gather(1, tok) + slots - (end - degree).gather(1, tok)
-        return tok, torch.where(valid, arc, 0), valid, end[:, -1] > slots.shape[1]
+        start = end - degree
+        total = end[:, -1:]
+        within = torch.cat([end.clamp(max=num_slots) - start.clamp(max=num_slots),
+                            num_slots - total.clamp(max=num_slots)], 1)  # [B, C + 1]
+        tokens = torch.arange(B * (C + 1), device=state.device)
+        tok = torch.repeat_interleave(tokens, within.view(-1), output_size=B * num_slots)
+        tok = tok.view(B, num_slots) - (C + 1) * torch.arange(B, device=state.device)[:, None]
+        valid = tok < C
+        tok = tok.clamp(max=C - 1)
+        j = torch.arange(num_slots, device=state.device)
+        arc = first.gather(1, tok) + j - start.gather(1, tok)
+        return tok, torch.where(valid, arc, 0), valid, total[:, 0] > num_slots
+
+
+def _at(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for a 1-d table (index_select: several times faster on the CPU)."""
+    return table.index_select(0, index.reshape(-1)).view(index.shape)
 
 
 def epsilon_depth(src: np.ndarray, dst: np.ndarray, num_states: int, name: str) -> int:
@@ -190,11 +204,20 @@ class _Tokens:
 
 
 @dataclass
-class _Sizes:
-    """Arc slot numbers 0..A-1 in each row, for the emitting and the epsilon arcs."""
+class Capacity:
+    """Slots per utterance: tokens per frame, emitting arcs per frame, epsilon arcs per round."""
 
-    emitting: torch.Tensor  # [B, A] arc slot numbers
-    epsilon: torch.Tensor  # [B, A_eps]
+    tokens: int
+    emitting: int
+    epsilon: int
+
+    KINDS = ("token", "emitting arc", "epsilon arc")
+
+    def __str__(self) -> str:
+        return ", ".join(f"{n} {k}" for n, k in zip(self.as_tuple(), self.KINDS, strict=True))
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        return self.tokens, self.emitting, self.epsilon
 
 
 @dataclass
@@ -205,13 +228,6 @@ class _Search:
     prev: torch.Tensor  # [T + 1, B, C] int32
     arc: torch.Tensor  # [T + 1, B, C] int32
     overflow: torch.Tensor  # [] bool
-
-
-def _segment_starts(key: torch.Tensor, sentinel: int) -> torch.Tensor:
-    """[B, N] sorted keys -> True at the first of each run of equal keys below the sentinel."""
-    start = torch.ones_like(key, dtype=torch.bool)
-    start[:, 1:] = key[:, 1:] != key[:, :-1]
-    return start & (key < sentinel)
 
 
 def _best_per_slot(slot: torch.Tensor, cost: torch.Tensor, init: torch.Tensor):
@@ -227,30 +243,55 @@ def _best_per_slot(slot: torch.Tensor, cost: torch.Tensor, init: torch.Tensor):
     return best[:, :C], first.scatter_reduce(1, slot, hit, "amin")[:, :C]
 
 
-def _merge(toks: _Tokens, key, cost, prev, arc, sentinel: int):
-    """Candidates [B, N] (key: state, `sentinel` where none) into the tokens: a candidate
+@dataclass
+class _Tables:
+    """Per utterance and state, [B, S + 1] (column S: the sentinel of empty slots and of
+    dropped candidates): the slot of the state's token in the frame being built (-1: none),
+    and a scratch for each state's first candidate (NONE between uses)."""
+
+    slot: torch.Tensor
+    first: torch.Tensor
+
+    NONE = torch.iinfo(torch.int64).max
+
+    @classmethod
+    def empty(cls, B: int, S: int, device) -> _Tables:
+        return cls(torch.full((B, S + 1), -1, dtype=torch.int64, device=device),
+                   torch.full((B, S + 1), cls.NONE, dtype=torch.int64, device=device))
+
+    def forget(self, toks: _Tokens) -> None:
+        """Start a new frame: no state has a token in it."""
+        self.slot.scatter_(1, toks.state, -1)
+
+    def new_slots(self, key: torch.Tensor, fresh: torch.Tensor, count: torch.Tensor):
+        """Give the states of the `fresh` candidates (no token yet) the next free slots, in
+        order of their first candidate (FasterDecoder's hash list is in order of insertion).
+        key, fresh: [B, N]; count: [B] slots taken. -> the first candidate of each new state
+        [B, N]."""
+        col = torch.arange(key.shape[1], device=key.device).expand_as(key)
+        self.first.scatter_reduce_(1, key, torch.where(fresh, col, self.NONE), "amin")
+        is_first = fresh & (self.first.gather(1, key) == col)
+        self.first.scatter_(1, key, self.NONE)
+        slot = count[:, None] + is_first.cumsum(1) - 1
+        self.slot.scatter_(1, torch.where(is_first, key, self.slot.shape[1] - 1),
+                           torch.where(is_first, slot, -1))
+        return is_first
+
+
+def _merge(toks: _Tokens, tables: _Tables, key, cost, prev, arc):
+    """Candidates [B, N] (key: state, the sentinel where none) into the tokens: a candidate
     replaces the token of its state when strictly cheaper (on ties the token, and then the
     first candidate, stays, as FasterDecoder keeps the token it found first); states without
     a token take the next free slots. -> (tokens, changed [B, C], overflow [B])."""
-    B, C = toks.cost.shape
-    N = key.shape[1]
-    keys = torch.cat([toks.state, key], 1)  # [B, C + N]: a state's token sorts first
-    order = torch.argsort(keys, dim=1, stable=True)
-    skey = keys.gather(1, order)
-    start = _segment_starts(skey, sentinel)
-    new = start & (order >= C)  # a state without a token
-    count = toks.count + new.sum(1)
-    # the slot of each run: its token's, or the next free one; then spread over the run
-    pos = torch.arange(C + N, device=key.device).expand(B, C + N)
-    run_start = torch.where(start, pos, 0).cummax(1).values
-    run_slot = torch.where(order < C, order, toks.count[:, None] + new.cumsum(1) - 1)
-    slot = run_slot.gather(1, run_start)
-    is_cand = (order >= C) & (skey < sentinel) & (slot < C)
-    slot = torch.where(is_cand, slot, C)
-    scost = torch.cat([toks.cost, cost], 1).gather(1, order)
-    best, first = _best_per_slot(slot, torch.where(is_cand, scost, INF), toks.cost)
+    C = toks.cost.shape[1]
+    valid = key < tables.slot.shape[1] - 1
+    fresh = valid & (tables.slot.gather(1, key) < 0)  # no token at the state yet
+    is_new = tables.new_slots(key, fresh, toks.count)
+    slot = tables.slot.gather(1, key)
+    best, first = _best_per_slot(torch.where(valid & (slot < C), slot, C), cost, toks.cost)
     changed = best < toks.cost
-    cand = (order.gather(1, first.clamp(max=C + N - 1)) - C).clamp(min=0)  # [B, C] column
+    cand = first.clamp(max=key.shape[1] - 1)  # [B, C]: the winning candidate's column
+    count = toks.count + is_new.sum(1)
 
     def pick(old, new_values):
         return torch.where(changed, new_values.gather(1, cand), old)
@@ -269,7 +310,12 @@ class TorchDecoder(Decoder):
 
     def __init__(self, graph: DeviceGraph, cfg: DecodeConfig, capacity: int | None = None):
         self.graph, self.cfg = graph, cfg
-        self.capacity = max(1, min(graph.num_states, capacity or DEFAULT_CAPACITY))
+        tokens = max(1, min(graph.num_states, capacity or DEFAULT_CAPACITY))
+        self.capacity = Capacity(tokens, graph.emitting.slots_for(tokens),
+                                 graph.epsilon.slots_for(tokens))
+        # every state a token, every arc a slot: cannot overflow
+        self.most = Capacity(graph.num_states, max(1, graph.emitting.num_arcs),
+                             max(1, graph.epsilon.num_arcs))
 
     @classmethod
     def from_graph(cls, hclg, cfg: DecodeConfig, device="cpu") -> TorchDecoder:
@@ -283,14 +329,26 @@ class TorchDecoder(Decoder):
         ll, lengths = self._scaled(loglikes)
         while True:
             search = self._search(ll, lengths, self.capacity)
-            if not bool(search.overflow):  # read once per batch
+            overflowed = search.overflow.tolist()  # read once per try
+            if not any(overflowed):
                 return self._trace(search, lengths)
-            if self.capacity >= self.graph.num_states:
-                raise RuntimeError("token buffer overflow with a slot for every state")
-            grown = min(self.graph.num_states, 2 * self.capacity)
-            log.info("torch decoder: %d token slots per utterance overflowed on %s; decoding "
-                     "the batch again with %d", self.capacity, self.graph.name, grown)
+            grown = self._grown(overflowed)
+            log.info("torch decoder on %s: %s slots overflowed; decoding the batch again with "
+                     "%s slots per utterance", self.graph.name,
+                     " and ".join(k for k, o in zip(Capacity.KINDS, overflowed) if o), grown)
             self.capacity = grown
+
+    def _grown(self, overflowed: list[bool]) -> Capacity:
+        """Twice the slots of each kind that overflowed, at most one per state or arc; arc
+        slots at least those new token slots start with."""
+        g, most = self.graph, self.most.as_tuple()
+        n = [min(2 * c, m) if o else c
+             for c, m, o in zip(self.capacity.as_tuple(), most, overflowed, strict=True)]
+        grown = Capacity(n[0], max(n[1], g.emitting.slots_for(n[0])),
+                         max(n[2], g.epsilon.slots_for(n[0])))
+        if grown == self.capacity:
+            raise RuntimeError(f"torch decoder: {grown} slots overflowed at their most")
+        return grown
 
     def _scaled(self, loglikes) -> tuple[torch.Tensor, list[int]]:
         """-> [B, T, P] acoustically scaled float32 log-likelihoods on the device, lengths."""
@@ -307,47 +365,42 @@ class TorchDecoder(Decoder):
             ll[b, : lengths[b]] = m.to(dev) * self.cfg.acoustic_scale
         return ll, lengths
 
-    def _sizes(self, B: int, C: int) -> _Sizes:
-        g, dev = self.graph, self.graph.device
-
-        def slots(n):
-            return torch.arange(n, device=dev).expand(B, n).contiguous()
-
-        return _Sizes(slots(g.emitting.slots_for(C)), slots(g.epsilon.slots_for(C)))
-
-    def _search(self, ll: torch.Tensor, lengths: list[int], C: int) -> _Search:
+    def _search(self, ll: torch.Tensor, lengths: list[int], cap: Capacity) -> _Search:
         g, dev = self.graph, self.graph.device
         B, T, _ = ll.shape
-        sizes = self._sizes(B, C)
+        C = cap.tokens
         frames = torch.tensor(lengths, device=dev)
         prev = torch.empty((T + 1, B, C), dtype=torch.int32, device=dev)
         arc = torch.empty_like(prev)
+        tables = _Tables.empty(B, g.num_states, dev)
+        overflow = torch.zeros((B, 3), dtype=torch.bool, device=dev)  # tokens, arcs, epsilons
         # As FasterDecoder::InitDecoding: the start token at cost 0, its closure within FLT_MAX.
         toks = _Tokens.empty(B, C, g.num_states, dev)
         toks.state[:, 0], toks.cost[:, 0], toks.count[:] = g.start, 0.0, 1
+        tables.slot[:, g.start] = 0
         cutoff = torch.full((B,), FLT_MAX, dtype=torch.float64, device=dev)
-        toks, overflow = self._closure(toks, cutoff, sizes)
-        overflow = overflow.any()
+        toks = self._closure(toks, tables, cutoff, cap, overflow)
         prev[0], arc[0] = toks.prev, toks.arc
         for t in range(T):
             with sync_region("decoder frame"):
                 active = frames > t
-                new, over = self._frame(toks, ll[:, t], active, sizes)
+                new = self._frame(toks, tables, ll[:, t], active, cap, overflow)
                 toks = new.where(active, toks)
                 prev[t + 1], arc[t + 1] = new.prev, new.arc
-                overflow |= (over & active).any()
-        return _Search(toks, prev, arc, overflow)
+        return _Search(toks, prev, arc, overflow.any(0))
 
-    def _frame(self, toks: _Tokens, ll_t: torch.Tensor, active: torch.Tensor, sizes: _Sizes):
+    def _frame(self, toks: _Tokens, tables: _Tables, ll_t: torch.Tensor, active: torch.Tensor,
+               cap: Capacity, overflow: torch.Tensor) -> _Tokens:
         """One frame for every utterance (rows not `active` expand nothing). ll_t: [B, P]."""
         cutoff, adaptive_beam = self._cutoff(toks.cost)
-        new, next_cutoff, overflow = self._emit(toks, ll_t, cutoff, adaptive_beam,
-                                                active, sizes)
-        new, over = self._closure(new, next_cutoff, sizes)
-        return new, overflow | over
+        tables.forget(toks)
+        new, next_cutoff = self._emit(toks, tables, ll_t, cutoff, adaptive_beam, active,
+                                      cap, overflow)
+        return self._closure(new, tables, next_cutoff, cap, overflow)
 
     def _cutoff(self, cost: torch.Tensor):
-        """FasterDecoder::GetCutoff per utterance: cost [B, C] -> (cutoff, adaptive beam) [B]."""
+        """FasterDecoder::GetCutoff per utterance: cost [B, C] -> (cutoff, adaptive beam) [B].
+        Kaldi takes the max/min-active cutoffs from a float copy of the costs: so do we."""
         cfg, C = self.cfg, cost.shape[1]
         beam = _f32(cfg.beam)
         best = cost.min(1).values
@@ -368,39 +421,43 @@ class TorchDecoder(Decoder):
                                    adaptive)
         return cutoff, adaptive
 
-    def _emit(self, toks: _Tokens, ll_t, cutoff, adaptive_beam, active, sizes: _Sizes):
+    def _emit(self, toks: _Tokens, tables: _Tables, ll_t, cutoff, adaptive_beam, active,
+              cap: Capacity, overflow: torch.Tensor):
         """FasterDecoder::ProcessEmitting for every utterance at once. -> (the new frame's
-        tokens, the epsilon cutoff [B], overflow [B])."""
-        g = self.graph.emitting
+        tokens, the epsilon cutoff [B])."""
+        g, S = self.graph.emitting, self.graph.num_states
         live = (toks.cost < cutoff[:, None]) & active[:, None]
-        tok, arc, valid, overflow = g.expand(toks.state, live, sizes.emitting)
-        ac_cost = -ll_t.gather(1, g.pdf[arc])  # float32, as DecodableCtc gives it
-        cost = (toks.cost.gather(1, tok) + g.weight[arc]) + ac_cost.double()
+        tok, arc, valid, full = g.expand(toks.state, live, cap.emitting)
+        ac_cost = -ll_t.gather(1, _at(g.pdf, arc))  # float32, as DecodableCtc gives it
+        cost = (toks.cost.gather(1, tok) + _at(g.weight, arc)) + ac_cost.double()
         cost = torch.where(valid, cost, INF)
         # FasterDecoder's next_weight_cutoff once all arcs are seen: best + adaptive beam
         next_cutoff = cost.min(1).values + adaptive_beam
         keep = cost < next_cutoff[:, None]
-        S = self.graph.num_states
         empty = _Tokens.empty(*toks.cost.shape, S, cost.device)
-        new, _, over = _merge(empty, torch.where(keep, g.dst[arc], S), cost, tok, arc + g.base, S)
-        return new, next_cutoff, overflow | over
+        new, _, too_many = _merge(empty, tables, torch.where(keep, _at(g.dst, arc), S), cost, tok,
+                                  arc + g.base)
+        overflow[:, 0] |= too_many
+        overflow[:, 1] |= full
+        return new, next_cutoff
 
-    def _closure(self, toks: _Tokens, cutoff: torch.Tensor, sizes: _Sizes):
+    def _closure(self, toks: _Tokens, tables: _Tables, cutoff: torch.Tensor,
+                 cap: Capacity, overflow: torch.Tensor) -> _Tokens:
         """FasterDecoder::ProcessNonemitting: epsilon depth rounds, each from the tokens that
         changed in the round before (the first: all), within `cutoff` [B] (inclusive, as
-        Kaldi's). -> (tokens, overflow [B])."""
+        Kaldi's)."""
         g, S = self.graph.epsilon, self.graph.num_states
         changed = torch.isfinite(toks.cost)
-        overflow = torch.zeros_like(changed[:, 0])
         for _ in range(self.graph.epsilon_depth):
             live = changed & (toks.cost <= cutoff[:, None])
-            tok, arc, valid, over = g.expand(toks.state, live, sizes.epsilon)
-            cost = toks.cost.gather(1, tok) + g.weight[arc]
+            tok, arc, valid, full = g.expand(toks.state, live, cap.epsilon)
+            cost = toks.cost.gather(1, tok) + _at(g.weight, arc)
             ok = valid & (cost <= cutoff[:, None])
-            toks, changed, full = _merge(toks, torch.where(ok, g.dst[arc], S), cost, tok,
-                                         arc + g.base, S)
-            overflow |= over | full
-        return toks, overflow
+            key = torch.where(ok, _at(g.dst, arc), S)
+            toks, changed, too_many = _merge(toks, tables, key, cost, tok, arc + g.base)
+            overflow[:, 0] |= too_many
+            overflow[:, 2] |= full
+        return toks
 
     def _trace(self, search: _Search, lengths: list[int]) -> list[Hypothesis | None]:
         """Best token of each utterance's last frame (final states first, as FasterDecoder's
