@@ -1,28 +1,34 @@
 """A batched frame-synchronous Viterbi beam search over a pdf-labelled HCLG, in torch, whose
-frame step reads nothing back from the device (in the spirit of Kaldi's CUDA decoder and k2).
+frame step reads nothing back from the device (in the spirit of Kaldi's CUDA decoder and k2):
+every tensor of a frame has a size fixed before the search, so no op waits for the device.
 
 Every utterance of a batch owns C token slots per frame ([B, C] tensors: state, cost float64,
-back-pointer), an empty slot holding cost +inf. A frame is FasterDecoder's two steps:
+back-pointer), an empty slot holding cost +inf. A frame is FasterDecoder's:
 
 1. cutoff per utterance as FasterDecoder::GetCutoff: `beam` above the best token, tightened
    to the (max_active + 1)-th smallest cost when more tokens than max_active, loosened to the
    (min_active + 1)-th smallest when fewer than min_active are inside the beam, or to +inf when
    there are at most min_active tokens; the adaptive beam follows (+ beam_delta when tightened
-   or loosened);
-2. emitting step: each token below the cutoff fills fixed-size arc slots with its emitting
-   arcs (slot j finds its token by searchsorted in the cumulative out-degrees), cost += arc
-   weight - scaled log-likelihood; candidates at or above best + adaptive beam are dropped and
-   the survivors are recombined per (utterance, state) by a stable sort: the lowest cost wins,
-   the first candidate on ties;
+   or loosened). Kaldi takes these costs, beams and adaptive beams as floats: so do we;
+2. emitting step: the tokens below the cutoff fill A arc slots per utterance with their
+   emitting arcs (repeat_interleave of token numbers by out-degree, padded to exactly A),
+   cost += arc weight - scaled log-likelihood; candidates at or above best + adaptive beam are
+   dropped (FasterDecoder's next_weight_cutoff once it has seen every arc); the rest are
+   recombined per (utterance, state): the lowest cost wins, the first candidate on ties;
 3. epsilon closure: as many rounds as the graph's epsilon depth (its longest chain of
-   input-epsilon arcs, counted once per graph), each following the epsilon arcs of the tokens
-   that changed in the round before and keeping a candidate where it improves on the token of
-   its state (new states take the next free slot), all within the step's cutoff.
+   input-epsilon arcs, found once per graph; a cycle is refused), each following the epsilon
+   arcs of the tokens that changed in the round before, within the emitting step's cutoff; a
+   candidate replaces the token of its state only when strictly cheaper.
 
-Back-pointers (slot and arc) of every frame go to preallocated [T + 1, B, C] tensors, copied to
-the host once per batch for the traceback. A batch whose tokens or arc slots outgrow their
-capacity sets a flag on the device, read once per batch; it is then decoded again with twice
-the capacity. Costs are float64, as in Kaldi's decoder.
+Recombination goes through a [B, S + 1] table per batch (the slot of each state's token, and a
+scratch): a new state takes the next free slot, in order of its first candidate, as
+FasterDecoder's hash list keeps its tokens in order of insertion. Back-pointers (slot, arc) of
+every frame go to preallocated [T + 1, B, C] int32 tensors, copied to the host once per batch
+for the traceback. Token or arc slots that overflow set flags on the device, read once per
+batch; the batch is then decoded again with twice the slots of that kind (logged), which the
+decoder keeps for the next batches. Costs are float64, as in Kaldi's decoder.
+
+Memory on the device: 8 (T + 1) B C bytes of back-pointers and 8 B (S + 1) of tables.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ INF = math.inf
 
 
 def _f32(x):
-    """Round to float32 and back, as FasterDecoder keeps beams and adaptive beams as floats."""
+    """Round to float32 and back: FasterDecoder keeps beams, adaptive beams and the costs it
+    takes the max/min-active cutoffs from as floats."""
     return x.float().double() if isinstance(x, torch.Tensor) else float(np.float32(x))
 
 
@@ -189,10 +196,11 @@ class _Tokens:
 
     @classmethod
     def empty(cls, B: int, C: int, num_states: int, device) -> _Tokens:
-        full = torch.full((B, C), -1, dtype=torch.int64, device=device)
-        return cls(full + 1 + num_states, torch.full((B, C), INF, dtype=torch.float64,
-                                                     device=device),
-                   full, full.clone(), torch.zeros(B, dtype=torch.int64, device=device))
+        def full(value, dtype=torch.int64):
+            return torch.full((B, C), value, dtype=dtype, device=device)
+
+        return cls(full(num_states), full(INF, torch.float64), full(-1), full(-1),
+                   torch.zeros(B, dtype=torch.int64, device=device))
 
     def where(self, rows: torch.Tensor, other: _Tokens) -> _Tokens:
         """These tokens in the rows where rows[b], other's elsewhere."""
@@ -227,7 +235,7 @@ class _Search:
     last: _Tokens  # each utterance's tokens after its last frame
     prev: torch.Tensor  # [T + 1, B, C] int32
     arc: torch.Tensor  # [T + 1, B, C] int32
-    overflow: torch.Tensor  # [] bool
+    overflow: torch.Tensor  # [3] bool: token, emitting arc, epsilon arc slots
 
 
 def _best_per_slot(slot: torch.Tensor, cost: torch.Tensor, init: torch.Tensor):
@@ -245,34 +253,37 @@ def _best_per_slot(slot: torch.Tensor, cost: torch.Tensor, init: torch.Tensor):
 
 @dataclass
 class _Tables:
-    """Per utterance and state, [B, S + 1] (column S: the sentinel of empty slots and of
+    """Per utterance and state, [B, S + 1] int32 (column S: the sentinel of empty slots and of
     dropped candidates): the slot of the state's token in the frame being built (-1: none),
     and a scratch for each state's first candidate (NONE between uses)."""
 
     slot: torch.Tensor
     first: torch.Tensor
 
-    NONE = torch.iinfo(torch.int64).max
+    NONE = torch.iinfo(torch.int32).max
 
     @classmethod
     def empty(cls, B: int, S: int, device) -> _Tables:
-        return cls(torch.full((B, S + 1), -1, dtype=torch.int64, device=device),
-                   torch.full((B, S + 1), cls.NONE, dtype=torch.int64, device=device))
+        return cls(torch.full((B, S + 1), -1, dtype=torch.int32, device=device),
+                   torch.full((B, S + 1), cls.NONE, dtype=torch.int32, device=device))
 
     def forget(self, toks: _Tokens) -> None:
         """Start a new frame: no state has a token in it."""
         self.slot.scatter_(1, toks.state, -1)
+
+    def slots_of(self, key: torch.Tensor) -> torch.Tensor:
+        return self.slot.gather(1, key).long()
 
     def new_slots(self, key: torch.Tensor, fresh: torch.Tensor, count: torch.Tensor):
         """Give the states of the `fresh` candidates (no token yet) the next free slots, in
         order of their first candidate (FasterDecoder's hash list is in order of insertion).
         key, fresh: [B, N]; count: [B] slots taken. -> the first candidate of each new state
         [B, N]."""
-        col = torch.arange(key.shape[1], device=key.device).expand_as(key)
+        col = torch.arange(key.shape[1], dtype=torch.int32, device=key.device).expand_as(key)
         self.first.scatter_reduce_(1, key, torch.where(fresh, col, self.NONE), "amin")
         is_first = fresh & (self.first.gather(1, key) == col)
         self.first.scatter_(1, key, self.NONE)
-        slot = count[:, None] + is_first.cumsum(1) - 1
+        slot = (count[:, None] + is_first.cumsum(1) - 1).int()
         self.slot.scatter_(1, torch.where(is_first, key, self.slot.shape[1] - 1),
                            torch.where(is_first, slot, -1))
         return is_first
@@ -285,9 +296,9 @@ def _merge(toks: _Tokens, tables: _Tables, key, cost, prev, arc):
     a token take the next free slots. -> (tokens, changed [B, C], overflow [B])."""
     C = toks.cost.shape[1]
     valid = key < tables.slot.shape[1] - 1
-    fresh = valid & (tables.slot.gather(1, key) < 0)  # no token at the state yet
+    fresh = valid & (tables.slots_of(key) < 0)  # no token at the state yet
     is_new = tables.new_slots(key, fresh, toks.count)
-    slot = tables.slot.gather(1, key)
+    slot = tables.slots_of(key)
     best, first = _best_per_slot(torch.where(valid & (slot < C), slot, C), cost, toks.cost)
     changed = best < toks.cost
     cand = first.clamp(max=key.shape[1] - 1)  # [B, C]: the winning candidate's column
@@ -305,8 +316,8 @@ def _merge(toks: _Tokens, tables: _Tables, key, cost, prev, arc):
 class TorchDecoder(Decoder):
     """Batched Viterbi beam search; `decode_batch` returns one Hypothesis (or None) per
     utterance. `capacity`: token slots per utterance and frame to start with (default
-    DEFAULT_CAPACITY, at most the graph's states); it doubles, for good, when a batch
-    overflows it."""
+    DEFAULT_CAPACITY, at most the graph's states; arc slots follow from it); each kind of slot
+    doubles, for good, when a batch overflows it (`self.capacity`)."""
 
     def __init__(self, graph: DeviceGraph, cfg: DecodeConfig, capacity: int | None = None):
         self.graph, self.cfg = graph, cfg
@@ -314,7 +325,7 @@ class TorchDecoder(Decoder):
         self.capacity = Capacity(tokens, graph.emitting.slots_for(tokens),
                                  graph.epsilon.slots_for(tokens))
         # every state a token, every arc a slot: cannot overflow
-        self.most = Capacity(graph.num_states, max(1, graph.emitting.num_arcs),
+        self._most = Capacity(graph.num_states, max(1, graph.emitting.num_arcs),
                              max(1, graph.epsilon.num_arcs))
 
     @classmethod
@@ -341,7 +352,7 @@ class TorchDecoder(Decoder):
     def _grown(self, overflowed: list[bool]) -> Capacity:
         """Twice the slots of each kind that overflowed, at most one per state or arc; arc
         slots at least those new token slots start with."""
-        g, most = self.graph, self.most.as_tuple()
+        g, most = self.graph, self._most.as_tuple()
         n = [min(2 * c, m) if o else c
              for c, m, o in zip(self.capacity.as_tuple(), most, overflowed, strict=True)]
         grown = Capacity(n[0], max(n[1], g.emitting.slots_for(n[0])),
