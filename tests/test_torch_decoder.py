@@ -178,6 +178,16 @@ def test_overflowing_capacity_decodes_the_batch_again_with_more(caplog):
         _same(r, h)
 
 
+def test_the_device_graph_keeps_weights_as_stored():
+    """OpenFst's text printer keeps 6 digits (0.123457): on yesno's HCLG that moved tokens
+    across the float32 max-active cutoff, which the reference takes from the stored weights."""
+    fst = compile_text("0 1 1 2 0.123456789\n1 1 1 0 1.00000012\n1 0.987654321\n")
+    g = DeviceGraph(fst)
+    assert g.emitting.weight.tolist() == [float(np.float32(0.123456789)),
+                                          float(np.float32(1.00000012))]
+    assert g.final[1] == np.float32(0.987654321)
+
+
 def test_epsilon_cycles_are_refused_naming_the_graph():
     graph = "0 1 1 0 0\n1 2 0 0 0.5\n2 3 0 7 0.5\n3 1 0 0 0.5\n3 0\n"
     with pytest.raises(ValueError, match=r"^loop\.fst: its input-epsilon arcs form a cycle "

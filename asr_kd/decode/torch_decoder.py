@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from asr_kd.decode.base import DecodeConfig, Decoder, Hypothesis, register_decoder
-from asr_kd.utils.fst import FstArrays, to_arrays
+from asr_kd.utils.fst import FstArrays, to_arrays_exact
 from asr_kd.utils.sync_audit import sync_region
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class DeviceGraph:
 
     def __init__(self, fst: kaldifst.StdVectorFst | FstArrays, device="cpu",
                  name: str = "the decoding graph"):
-        a = fst if isinstance(fst, FstArrays) else to_arrays(fst)
+        a = fst if isinstance(fst, FstArrays) else to_arrays_exact(fst)
         if a.num_states == 0 or a.start < 0:
             raise ValueError(f"{name} is empty (no start state)")
         emitting = a.ilabel > 0

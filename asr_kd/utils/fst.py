@@ -62,6 +62,24 @@ def to_arrays(fst: kaldifst.StdVectorFst) -> FstArrays:
     )
 
 
+def to_arrays_exact(fst: kaldifst.StdVectorFst) -> FstArrays:
+    """to_arrays with the weights as stored (float32), read arc by arc. OpenFst's printer,
+    which to_arrays parses, keeps 6 significant digits of a weight (up to ~5e-6 off on an
+    HCLG): enough to move a token across a decoder's float32 max-active cutoff."""
+    n = fst.num_states
+    final = np.array([fst.final(s).value for s in range(n)], dtype=np.float32)
+    rows = []
+    for s in range(n):
+        it = kaldifst.ArcIterator(fst, s)
+        while not it.done:
+            arc = it.value
+            rows.append((s, arc.nextstate, arc.ilabel, arc.olabel, arc.weight.value))
+            it.next()
+    cols = list(zip(*rows)) if rows else [()] * 5
+    return FstArrays(n, fst.start, *(np.array(c, dtype=np.int64) for c in cols[:4]),
+                     weight=np.array(cols[4], dtype=np.float32), final=final)
+
+
 def from_arrays(a: FstArrays) -> kaldifst.StdVectorFst:
     """Compile arrays back into a kaldifst.StdVectorFst with the same state numbers."""
     buf = io.StringIO()
