@@ -1,6 +1,6 @@
 """Decoding graphs (HCLG) and the decoders over them, behind one interface (decode/base.py):
 `reference`, kaldi-decoder's FasterDecoder on the CPU (reference.py), and `torch`, our batched
-search on any device (torch_decoder.py)."""
+search on any device (torch_decoder.py, over a device_graph.DeviceGraph)."""
 
 from asr_kd.decode.base import (
     DEFAULT_DECODER,
@@ -12,8 +12,9 @@ from asr_kd.decode.base import (
     make_decoder,
     register_decoder,
 )
+from asr_kd.decode.device_graph import DeviceGraph
 from asr_kd.decode.reference import ReferenceDecoder
-from asr_kd.decode.torch_decoder import DeviceGraph, TorchDecoder
+from asr_kd.decode.torch_decoder import TorchDecoder
 
 __all__ = [
     "DEFAULT_DECODER",
