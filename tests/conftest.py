@@ -85,39 +85,13 @@ def yesno_run(tmp_path_factory):
     return rdir, proc
 
 
-def decoders_agree(recipe_dir: Path, test_set: str, system: str, monkeypatch) -> int:
+def decoders_agree(recipe_dir: Path, test_set: str, system: str) -> int:
     """Decode a recipe's test set with one system through both decoders (same graph, scale and
-    beam, from the recipe's decode config); assert equal words and pdf paths for every
-    utterance. Returns the number of utterances compared."""
-    import numpy as np
+    beam, from the recipe's decode config); assert equal words, pdf paths, costs and
+    reached-final flags for every utterance. Returns the number of utterances compared."""
+    from asr_kd.decode.agreement import compare_decoders
 
-    from asr_kd.acoustic import load_acoustic_model
-    from asr_kd.decode import DecodeConfig, make_decoder
-    from asr_kd.features import as_tensors
-    from asr_kd.steps.common import load_dir_feats
-    from asr_kd.utils.config import load_config
-    from asr_kd.utils.fst import read_fst
-
-    monkeypatch.chdir(recipe_dir)  # feats.scp paths are relative to the recipe dir
-    model_path = next(p for p in (Path("exp") / system / n for n in ("final.pt", "final.mdl"))
-                      if p.exists())
-    cfg = load_config(DecodeConfig, Path("conf") / ("decode_gmm.yaml" if model_path.suffix ==
-                                                    ".mdl" else "decode_dnn.yaml"))
-    d, feats = load_dir_feats(Path("data") / test_set)
-    model = load_acoustic_model(model_path, "cpu")
-    feats_t = as_tensors(feats)
-    lls = [ll.float().numpy() for ll, _ in model.scores([feats_t[u] for u in d.utts])]
-    # a GMM with its own tree (mono below tri1) has its own graph
-    graph = Path(f"exp/graph_{system}")
-    if not graph.exists():
-        graph = Path("exp/graph")
-    hclg = read_fst(graph / "HCLG.fst")
-    theirs = make_decoder("reference", hclg, cfg).decode_batch(lls)
-    ours = make_decoder("torch", hclg, cfg).decode_batch(lls)
-    for u, r, h in zip(d.utts, theirs, ours, strict=True):
-        assert h is not None and r is not None, u
-        assert h.words == r.words and np.array_equal(h.pdf_alignment, r.pdf_alignment), u
-        # float64 sums against kaldi-decoder's float32 lattice weights
-        assert abs(h.cost - r.cost) <= 1e-2 + 1e-5 * abs(r.cost), u
-        assert h.reached_final == r.reached_final, u
-    return len(d.utts)
+    agreement = compare_decoders(recipe_dir, test_set, system)
+    assert all(h is not None for h in agreement.torch)
+    assert agreement.differing() == []
+    return len(agreement.utts)

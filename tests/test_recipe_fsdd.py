@@ -210,7 +210,7 @@ def test_evaluate_on_a_users_data_dir(fsdd_run, tmp_path):
 def test_torch_decoder_finds_the_reference_paths(fsdd_run, system, monkeypatch):
     rdir, _ = fsdd_run
     monkeypatch.syspath_prepend(str(USER_MODEL))  # the ensemble holds the user's model
-    assert decoders_agree(rdir, "test", system, monkeypatch) == TEST_UTTS["test"]
+    assert decoders_agree(rdir, "test", system) == TEST_UTTS["test"]
 
 
 def test_kept_over_seeds(fsdd_run):

@@ -28,7 +28,7 @@ def run(rdir, *args):
                       timeout=600)
 
 
-def test_timit_recipe_scores_39_phones(http_server, tmp_path, monkeypatch):
+def test_timit_recipe_scores_39_phones(http_server, tmp_path):
     srv, base = http_server
     make_timit(tmp_path / "copy" / "TIMIT")
     sha = sha256sum(archive_of(tmp_path / "copy" / "TIMIT", srv / "mirror" / "timit.tar.gz"))
@@ -76,7 +76,7 @@ def test_timit_recipe_scores_39_phones(http_server, tmp_path, monkeypatch):
     md = (rdir / "exp/RESULTS.md").read_text()
     assert "| ensemble |" in md and "`exp/graph/score_map.txt`" in md
     # the phone-loop graph without optional silence: both decoders find the same paths
-    assert decoders_agree(rdir, "test", "mono", monkeypatch) == len(test.utts)
+    assert decoders_agree(rdir, "test", "mono") == len(test.utts)
 
 
 def test_timit_recipe_wrong_sha256_stops_stage_0(http_server, tmp_path):
