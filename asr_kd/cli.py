@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     handler, _, out_arg, marker = VERBS[args.verb]
     out_dir = getattr(args, out_arg) if out_arg else None
     if args.verb == "decode":
-        marker = decode_marker(args.decoder)
+        marker = decode_marker(args.decoder, _device(args))
     if out_dir and not args.force and is_done(out_dir, marker):
         print(f"asr-kd {args.verb}: {out_dir} is done; skipping (--force to redo)")
         return 0

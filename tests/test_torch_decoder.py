@@ -9,6 +9,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
 from asr_kd.decode import DecodeConfig, DeviceGraph, ReferenceDecoder, TorchDecoder
 from asr_kd.utils.fst import compile_text
@@ -222,6 +223,22 @@ def test_bad_input_is_refused_with_a_clear_message():
 
 
 @pytest.mark.parametrize("system", ["mono", "ensemble", "student_kd"])
-def test_yesno_systems_decode_to_the_reference_paths(yesno_run, system, monkeypatch):
+def test_yesno_systems_decode_to_the_reference_paths(yesno_run, system):
     rdir, _ = yesno_run
-    assert decoders_agree(rdir, "test_yesno", system, monkeypatch) == 29
+    assert decoders_agree(rdir, "test_yesno", system) == 29
+
+
+def test_auto_is_torch_on_a_gpu_and_the_reference_on_the_cpu():
+    from asr_kd.cli import build_parser
+    from asr_kd.decode import decode_marker, decoder_names, make_decoder, resolve_decoder
+
+    assert decoder_names() == ["auto", "reference", "torch"]
+    assert resolve_decoder("auto", "cpu") == "reference"
+    assert resolve_decoder("auto", torch.device("cuda", 1)) == "torch"
+    assert resolve_decoder("torch", "cpu") == "torch"
+    assert isinstance(make_decoder("auto", compile_text(EPSILON_GRAPH), DecodeConfig()),
+                      ReferenceDecoder)
+    # a decode dir's marker names the decoder that ran: auto on the CPU is done by the reference
+    assert decode_marker("auto", "cpu") == decode_marker("reference") == "done_reference"
+    args = build_parser().parse_args(["decode", "--system", "s", "m", "g", "d", "o"])
+    assert args.decoder == "auto"

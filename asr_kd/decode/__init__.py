@@ -1,6 +1,7 @@
 """Decoding graphs (HCLG) and the decoders over them, behind one interface (decode/base.py):
 `reference`, kaldi-decoder's FasterDecoder on the CPU (reference.py), and `torch`, our batched
-search on any device (torch_decoder.py, over a device_graph.DeviceGraph)."""
+search on any device (torch_decoder.py, over a device_graph.DeviceGraph); `auto`, the default,
+picks the torch decoder on a GPU and the reference on the CPU."""
 
 from asr_kd.decode.base import (
     DEFAULT_DECODER,
@@ -11,6 +12,7 @@ from asr_kd.decode.base import (
     decoder_names,
     make_decoder,
     register_decoder,
+    resolve_decoder,
 )
 from asr_kd.decode.device_graph import DeviceGraph
 from asr_kd.decode.reference import ReferenceDecoder
@@ -28,4 +30,5 @@ __all__ = [
     "decoder_names",
     "make_decoder",
     "register_decoder",
+    "resolve_decoder",
 ]

@@ -4,7 +4,8 @@ A decoder is built from an HCLG (input labels pdf id + 1, output labels word ids
 `DecodeConfig` and a device, and decodes a batch of utterances at a time:
 `decode_batch(loglikes) -> [Hypothesis or None]`, one per utterance (None: no path survived
 the beam). Decoders register under a name (`register_decoder`); `make_decoder(name, ...)`
-builds one, and the command line offers `decoder_names()`.
+builds one, and the command line offers `decoder_names()`. `auto` (the default) is a policy over
+them, not a decoder: the torch decoder on a GPU, the reference on the CPU (`resolve_decoder`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 
 from asr_kd.utils.registry import Registry
 
-DEFAULT_DECODER = "reference"  # kaldi-decoder's FasterDecoder: the one the figures are quoted with
+AUTO = "auto"
+DEFAULT_DECODER = AUTO
 
 
 @dataclass
@@ -53,16 +55,27 @@ register_decoder = _DECODERS.register
 
 
 def decoder_names() -> list[str]:
-    """The registered decoders, the default first."""
-    return sorted(_DECODERS.names(), key=lambda n: (n != DEFAULT_DECODER, n))
+    """What --decoder takes: `auto`, then the registered decoders."""
+    return [AUTO, *sorted(_DECODERS.names())]
+
+
+def resolve_decoder(name: str, device: torch.device | str = "cpu") -> str:
+    """The decoder `name` means on `device`: `auto` is the torch decoder on a GPU (batched, its
+    frame step never waits for the host) and the reference on the CPU (faster there, one
+    utterance at a time); any other name is itself."""
+    if name != AUTO:
+        return name
+    return "torch" if torch.device(device).type == "cuda" else "reference"
 
 
 def make_decoder(name: str, hclg, cfg: DecodeConfig, device: torch.device | str = "cpu"):
+    name = resolve_decoder(name, device)
     if name not in _DECODERS:
         raise ValueError(f"unknown decoder '{name}' (known: {', '.join(decoder_names())})")
     return _DECODERS[name].from_graph(hclg, cfg, device)
 
 
-def decode_marker(decoder: str) -> str:
-    """The done-marker of a decode dir names its decoder: switching decoders redoes it."""
-    return f"done_{decoder}"
+def decode_marker(decoder: str, device: torch.device | str = "cpu") -> str:
+    """The done-marker of a decode dir names the decoder that ran (`auto` resolved): switching
+    decoders redoes it."""
+    return f"done_{resolve_decoder(decoder, device)}"

@@ -17,7 +17,14 @@ import time
 from pathlib import Path
 
 from asr_kd.acoustic import load_acoustic_model
-from asr_kd.decode import DEFAULT_DECODER, DecodeConfig, decode_marker, decoder_names, make_decoder
+from asr_kd.decode import (
+    DEFAULT_DECODER,
+    DecodeConfig,
+    decode_marker,
+    decoder_names,
+    make_decoder,
+    resolve_decoder,
+)
 from asr_kd.features import as_tensors
 from asr_kd.score.frame_acc import frame_accuracy
 from asr_kd.score.wer import SCORE_MAP_FILE, apply_score_map, compute_wer, read_score_map
@@ -33,8 +40,9 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
                device, ali_dir=None, batch_size: int = 16,
                decoder: str = DEFAULT_DECODER) -> dict:
     out_dir, graph_dir = Path(out_dir), Path(graph_dir)
+    decoder = resolve_decoder(decoder, device)
     for name in decoder_names():
-        clear_done(out_dir, decode_marker(name))
+        clear_done(out_dir, decode_marker(name, device))
     d, feats = load_dir_feats(data_dir)
     ali = None
     if ali_dir is not None and (Path(ali_dir) / "ali.ark").exists():

@@ -17,6 +17,7 @@ transfer_speed_factors=   # stage 3: e.g. "0.8 1.2": copies of $train alone, one
 transfer_vtln_factors=    # stage 3: e.g. "0.9 1.1": VTLN copies of the DNNs' training set, one more
 seeds="101 102"           # stage 14: more seeds of stage 7's student pair, for kept's spread
 allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
-decoder=reference         # stages 9, 11-14: reference (kaldi-decoder, CPU) or torch (--device)
+decoder=auto              # stages 9, 11-14: auto (torch on a GPU, else reference), reference
+                          # (kaldi-decoder, CPU) or torch (ours, --device)
 gmm=tri1                  # stages 4-5: the DNN targets' GMM, tri1 (tied triphones) or mono
 sil_prob=0.5              # stage 2: optional silence between words in L

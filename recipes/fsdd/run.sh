@@ -7,7 +7,7 @@
 # recordings of a fourth voice (test_unseen). S_kdt students are distilled with AN4's audio,
 # resampled to 8 kHz, as a transfer set.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
-#   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
+#   [--allow-pipes] [--decoder auto|reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--seeds "101 102"]
 #   [--transfer-sets transfer_an4]

@@ -4,7 +4,7 @@
 # OpenSLR 11's lexicon (librispeech-lexicon.txt, stress marks dropped; words it lacks become
 # <UNK>) and ARPA LM (default 3-gram.pruned.3e-7.arpa.gz, Kaldi's tgsmall).
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
-#   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
+#   [--allow-pipes] [--decoder auto|reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--train-parts "train-clean-100 ..."] [--test-part test-clean|test-other|dev-clean|...]
 #   [--lm 3-gram.pruned.3e-7.arpa.gz|3-gram.pruned.1e-7.arpa.gz|3-gram.arpa.gz]

@@ -4,7 +4,7 @@
 # CMUdict lexicon; a Kneser-Ney trigram on the training transcripts plus the training speakers'
 # other train-clean-5 transcripts (--lm-text train+other) or the training transcripts alone.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
-#   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
+#   [--allow-pipes] [--decoder auto|reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--corpus-dir DIR] [--lm-order N] [--lm-text train+other|train] [--conf-dir conf|...]
 { # parsed whole before it runs: editing this file mid-run cannot change the run

@@ -5,7 +5,7 @@
 # transcripts, or the ARPA LM given with --arpa (plain or .gz, e.g. OpenSLR 11's
 # 3-gram.pruned.3e-7.arpa.gz as Kaldi's mini_librispeech uses).
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
-#   [--allow-pipes] [--decoder reference|torch] [--gmm tri1|mono]
+#   [--allow-pipes] [--decoder auto|reference|torch] [--gmm tri1|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--corpus-dir DIR] [--base-url URL] [--checksums FILE] [--lm-order N] [--arpa FILE]
 #   [--conf-dir conf|conf_ci]

@@ -7,7 +7,7 @@
 # line and WER column of this recipe is a phone error rate (PER) on 39 phones.
 # Run from this directory:  bash run.sh --corpus-dir /path/to/TIMIT   (holding TRAIN/, TEST/)
 #                      or:  bash run.sh --url URL --sha256 HEX   (a tar or zip of your copy)
-#   [--stage N] [--stop-stage M] [--device cpu|cuda|auto] [--decoder reference|torch]
+#   [--stage N] [--stop-stage M] [--device cpu|cuda|auto] [--decoder auto|reference|torch]
 #   [--gmm tri1|mono] [--lm-order 2] [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"]
 #   [--shares 3] [--students "student ..."] [--conf-dir conf|conf_ci]
 # Kaldi's timit s5 RESULTS (core test, best LM weight): monophone GMM 32.7% PER, tri1 25.6%

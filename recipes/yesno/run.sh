@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # yesno: Kaldi's first recipe (egs/yesno/s5) on real audio, with asr-kd's stages.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
-#   [--allow-pipes] [--decoder reference|torch] [--corpus-dir DIR]
+#   [--allow-pipes] [--decoder auto|reference|torch] [--corpus-dir DIR]
 #   (every option of ../common/defaults.sh is one of this script's)
 # Kaldi's monophone system scores %WER 0.00 [ 0 / 232 ] on test_yesno; ours, every system, make
 # one insertion (0.43%), which docs/yesno.md studies.
