@@ -105,10 +105,10 @@ def align_batched(model: GmmHmm, graphs: dict[str, FstArrays], feats: dict[str, 
     return out
 
 
-def _stats(model: GmmHmm, feats, alis, device):
-    x = torch.cat([feats[u] for u in alis]).to(device)
+def _stats(model: GmmHmm, x: torch.Tensor, alis):
+    """GMM statistics of the frames x (the utterances of `alis`, in its order, on the device)."""
     tids = np.concatenate([alis[u] for u in alis])
-    pdf = torch.from_numpy(model.tm.tid2pdf[tids]).to(device)
+    pdf = torch.from_numpy(model.tm.tid2pdf[tids]).to(x.device)
     occ, sx, sxx, ll = model.gmm.accumulate(x, pdf)
     tid_counts = np.bincount(tids, minlength=model.tm.num_tids + 1)
     return occ, sx, sxx, ll / max(len(tids), 1), tid_counts
@@ -148,11 +148,14 @@ def train_em(model: GmmHmm, graphs: dict[str, FstArrays], gfeats: dict[str, torc
     num_gauss = model.gmm.num_gauss
     inc_gauss = (cfg.total_gauss - num_gauss) / max(cfg.max_iter_inc, 1)
     gen = torch.Generator().manual_seed(cfg.seed)
+    frames = (None, None)  # (the utterances, their features concatenated on the device)
     for it in range(cfg.num_iters):
         t0 = time.time()
         if it > 0 and it in cfg.realign_iters:
             alis = align_batched(model, graphs, gfeats, cfg.align)
-        occ, sx, sxx, avg_ll, tid_counts = _stats(model, gfeats, alis, device)
+        if frames[0] != list(alis):  # copied once, and again only when a realignment lost some
+            frames = (list(alis), torch.cat([gfeats[u] for u in alis]).to(device))
+        occ, sx, sxx, avg_ll, tid_counts = _stats(model, frames[1], alis)
         model.gmm.update(occ, sx, sxx, cfg.min_gauss_occ, cfg.var_floor)
         model.tm.update(tid_counts)
         if it < cfg.max_iter_inc:
