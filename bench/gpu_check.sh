@@ -7,9 +7,9 @@
 #   1. yesno, stages 0-10 on its real audio, with --device cuda and with --device cpu: every
 #      system's WER must be equal and its frame accuracy within 1 point (CUDA's index_add adds
 #      in thread order, so GMM statistics differ in the last bits: docs/determinism.md);
-#   2. the teachers trained again on CUDA, SIGKILLed once their second epoch's checkpoint is
-#      written, and run again: it must resume and end with the uninterrupted run's validation
-#      accuracies within 0.5 points;
+#   2. the teachers trained again on CUDA (40 epochs), SIGKILLed once their second epoch's
+#      checkpoint is written, and run again: it must resume and end with the uninterrupted
+#      run's validation accuracies within 0.5 points;
 #   3. decoder agreement on AN4's test set (tri1 GMM and ensemble): the torch decoder on CUDA
 #      against kaldi-decoder on the CPU (bench/decode_agree.py);
 #   4. bash bench/run_all.sh --device cuda (speed figures; 6 benches).
@@ -48,11 +48,11 @@ check() {  # NAME SECONDS COMMAND...: run it (a function too) with a time limit,
 }
 
 yesno() {  # DEVICE: the yesno recipe in a copy of its own, stages 0-10
-  rm -rf "recipes/yesno_$1" && cp -r recipes/yesno "recipes/yesno_$1" &&
-    (cd "recipes/yesno_$1" && bash run.sh --device "$1" --corpus-dir "$root/gpu-carry/yesno")
+  rm -rf "recipes/yesno_check_$1" && cp -r recipes/yesno "recipes/yesno_check_$1" &&
+    (cd "recipes/yesno_check_$1" && bash run.sh --device "$1" --corpus-dir "$root/gpu-carry/yesno")
 }
 same_tables() {  # WER equal, frame accuracy within 1 point, for every system of both runs
-  python - "recipes/yesno_$device/exp/results.json" recipes/yesno_cpu/exp/results.json <<'PY'
+  python - "recipes/yesno_check_$device/exp/results.json" recipes/yesno_check_cpu/exp/results.json <<'PY'
 import json, sys
 gpu, cpu = (json.load(open(p))["systems"] for p in sys.argv[1:])
 assert gpu.keys() == cpu.keys(), (sorted(gpu), sorted(cpu))
@@ -69,8 +69,10 @@ PY
 }
 kill_and_resume() {  # teachers on $device: straight, and killed after epoch 2 then rerun
   set -o pipefail  # the rerun's status through tee
-  local d=recipes/yesno_$device args
-  args=(data/train_yesno exp/mono_ali_train_yesno --config conf/teachers.yaml --device "$device")
+  local d=recipes/yesno_check_$device args
+  # 40 epochs (yesno's are a fraction of a second), so the kill lands well before the end
+  args=(data/train_yesno exp/mono_ali_train_yesno --config conf/teachers.yaml --set epochs=40
+        --device "$device")
   (cd "$d" && rm -rf exp_straight exp_killed &&
     python -m asr_kd train-teachers "${args[0]}" "${args[1]}" exp_straight "${args[@]:2}") || return 1
   (cd "$d" && { python -m asr_kd train-teachers "${args[0]}" "${args[1]}" exp_killed "${args[@]:2}" &
@@ -78,7 +80,7 @@ kill_and_resume() {  # teachers on $device: straight, and killed after epoch 2 t
     while kill -0 $pid 2>/dev/null && [ ! -e exp_killed/teachers/epoch-2.pt ]; do sleep 0.2; done
     kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
     [ ! -e exp_killed/teachers/.done ] || { echo "finished before the kill"; exit 1; }
-    echo "killed after epoch 2"
+    echo "killed; newest checkpoint: $(ls exp_killed/teachers | grep '^epoch-' | sort -V | tail -1)"
     python -m asr_kd train-teachers "${args[0]}" "${args[1]}" exp_killed "${args[@]:2}" \
       2>&1 | tee rerun.log; }) || return 1
   grep -q "resuming from" "$d/rerun.log" || { echo "the rerun did not resume"; return 1; }
