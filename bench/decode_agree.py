@@ -3,7 +3,7 @@
 Per system: how many utterances agree (words, pdf path, cost, reached-final), which differ and
 how, and both decoders' RTFx (10 ms frames): ours on the device in batches, kaldi-decoder's
 FasterDecoder on one CPU core. Everything is real: the recipe's graph, model, features and
-decode config (asr_kd.decode.agreement). Exits 1 if any utterance differs.
+decode config (asr_kd.steps.decode_agreement). Exits 1 if any utterance differs.
 
     python bench/decode_agree.py --recipe recipes/an4 --test test --systems tri1 ensemble
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import Report, parse_args, pick_device
 
-from asr_kd.decode.agreement import compare_decoders
+from asr_kd.steps.decode_agreement import compare_decoders
 
 
 def main() -> int:

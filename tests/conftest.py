@@ -89,7 +89,7 @@ def decoders_agree(recipe_dir: Path, test_set: str, system: str) -> int:
     """Decode a recipe's test set with one system through both decoders (same graph, scale and
     beam, from the recipe's decode config); assert equal words, pdf paths, costs and
     reached-final flags for every utterance. Returns the number of utterances compared."""
-    from asr_kd.decode.agreement import compare_decoders
+    from asr_kd.steps.decode_agreement import compare_decoders
 
     agreement = compare_decoders(recipe_dir, test_set, system)
     assert all(h is not None for h in agreement.torch)

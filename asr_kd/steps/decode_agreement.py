@@ -2,8 +2,8 @@
 
 One system's scores are computed once, on `device`, and decoded by both decoders with the
 recipe's decode config and graph: the reference on the CPU, one utterance at a time, ours on
-`device` in batches. Used by the tests (every yesno system) and by bench/decode_agree.py (AN4,
-on the GPU the day one is lent).
+`device` in batches of similar lengths. Used by the tests (yesno, FSDD, TIMIT and AN4 systems)
+and by bench/decode_agree.py (AN4, on the GPU the day one is lent).
 """
 
 from __future__ import annotations
@@ -73,9 +73,13 @@ def compare_decoders(recipe_dir, test_set: str, system: str, device="cpu",
     theirs = make_decoder("reference", hclg, cfg).decode_batch([x.cpu().numpy() for x in lls])
     t1 = time.perf_counter()
     decoder = make_decoder("torch", hclg, cfg, device)
-    ours = []
-    for i in range(0, len(lls), batch):
-        ours += decoder.decode_batch(lls[i:i + batch])
+    # Batches of similar lengths (a batch runs as many frames as its longest utterance).
+    order = sorted(range(len(lls)), key=lambda i: len(lls[i]))
+    ours: list[Hypothesis | None] = [None] * len(lls)
+    for k in range(0, len(order), batch):
+        idx = order[k:k + batch]
+        for i, h in zip(idx, decoder.decode_batch([lls[i] for i in idx]), strict=True):
+            ours[i] = h
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return Agreement(list(d.utts), theirs, ours, time.perf_counter() - t1, t1 - t0)
