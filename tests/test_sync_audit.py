@@ -1,7 +1,7 @@
 """The host-sync audit (asr_kd.utils.sync_audit) and the loops it proves sync-free on the CPU:
 a teacher training step (loop and stacked members), a distillation step with online teachers
-and with the top-k cache, both with transfer chunks, validation batches, specialist steps, the
-GMM's accumulation and the Viterbi alignment's frames.
+and with the top-k cache, both with transfer chunks and SpecAugment masks, validation batches,
+specialist steps, the GMM's accumulation and the Viterbi alignment's frames.
 Counts outside the loops are printed, not asserted."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 
 from asr_kd.hmm.align import viterbi_align
 from asr_kd.hmm.gmm import DiagGmm
+from asr_kd.train.augment import AugmentConfig
 from asr_kd.train.distill import DistillConfig
 from asr_kd.train.members import make_members
 from asr_kd.train.specialists import SpecialistConfig, train_specialists
@@ -99,7 +100,9 @@ def test_distillation_steps_do_not_sync(tmp_path, source):
     distill = DistillConfig(alpha=0.8, temperature=2.0, source=source, top_k=3,
                             transfer=["transfer"], transfer_weight=0.25)
     cfg = TrainConfig(model=SMALL[1], members=1, epochs=1, batch_size=16, chunk_size=8,
-                      valid_fraction=0.25, seed=0, distill=distill)
+                      valid_fraction=0.25, seed=0, distill=distill,
+                      augment=AugmentConfig(freq_masks=2, freq_width=6, time_masks=1,
+                                            time_width=4))
     teachers = make_members(SMALL[:2], [1, 2], 40, 4, False) if source == "online" else None
 
     def cache(utts):

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from asr_kd.acoustic.soft_targets import combine_log_probs
+from asr_kd.train.augment import AugmentConfig, spec_augment
 from asr_kd.train.chunks import ChunkSet
 from asr_kd.train.distill import DistillConfig, kd_loss, zero_mean_logits
 from asr_kd.train.members import LoopMembers, StackedMLP, make_members
@@ -61,6 +62,8 @@ class TrainConfig:
     folds: int = 0
     fold: int = 0
     distill: DistillConfig = field(default_factory=DistillConfig)
+    # SpecAugment-style masks on every training window (asr_kd.train.augment); off by default.
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
         if self.stacked not in (None, True, False):
@@ -383,6 +386,7 @@ def train_members(cfg: TrainConfig, feats: dict[str, np.ndarray], targets: dict[
                     xt, yt, extra_t = tchunks.batch(tdraws[step], device)
                     x, y = torch.cat([x, xt]), torch.cat([y, yt])
                     extra = {k: torch.cat([v, extra_t[k]]) for k, v in extra.items()}
+                x = spec_augment(x, cfg.augment)
                 if isinstance(soft, TeacherTargets):
                     extra = soft(x, None, train.left, train.chunk_size)
                 with policy.train_autocast():
