@@ -209,6 +209,7 @@ def _transfer_curve(runs: list[Run], stage7: dict, ens: float | None) -> dict[st
         rows = [{"run": r.name, "transfer": r.settings.get("transfer", []),
                  "frames": r.settings.get("transfer_frames") or 0,
                  "hours": r.settings.get("transfer_hours") or 0.0,
+                 "transfer_weight": r.settings.get("transfer_weight"),
                  "frame_acc": r.acc, "wer": r.scores["wer"],
                  "kept": _kept(r.acc, hard.acc, ens) if hard else None}
                 for r in points if r.scores is not None]
@@ -221,10 +222,11 @@ def _transfer_table(curve: dict[str, list[dict]]) -> list[str]:
     lines = []
     for group, rows in curve.items():
         lines += [f"## {group}: kept against the transfer sets' size", "",
-                  "| run | transfer sets | hours | frame acc % | WER % | kept |",
-                  "|---|---|---|---|---|---|"]
+                  "| run | transfer sets | hours | transfer weight | frame acc % | WER % | kept |",
+                  "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['run']} | {', '.join(Path(t).name for t in r['transfer']) or '-'} | "
-                  f"{r['hours']:.2f} | {_fmt(r['frame_acc'], '.2f')} | "
+                  f"{r['hours']:.2f} | {_fmt(r['transfer_weight'], 'g')} | "
+                  f"{_fmt(r['frame_acc'], '.2f')} | "
                   f"{r['wer']:.2f} | {_fmt(r['kept'], '.2f')} |" for r in rows]
         lines.append("")
     return lines
