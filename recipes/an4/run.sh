@@ -26,6 +26,7 @@ students="student student_big"  # the small student, and one of a teacher member
 speed_factors="0.9 1.1"
 transfer_sets="transfer_librispeech_subset transfer_librispeech_dev_clean"
 transfer_speed_factors="0.8 0.85 0.95 1.05 1.15 1.2"  # + data/transfer_train_sp (stage 3)
+transfer_weights="0.5 0.9"  # stage 11's sweep, around conf/student.yaml's 0.75
 corpus_dir=     # a local copy (etc/ and wav/); empty: ../shared/corpora/an4, else download
 download=false  # true (--download): fetch CMU's archive into corpus/an4 even where the shared
                 # copy is present (once: a complete corpus/an4 is used as it is)
