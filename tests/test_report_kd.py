@@ -350,18 +350,20 @@ def test_kept_against_transfer_set_size(recipe):
     """Stage 11's transfer runs between student_kd (no transfer set) and student_kdt (all)."""
     settings = {"targets": "soft", "variant": "kdt", "alpha": 0.5, "temperature": 2.0,
                 "seed": 100, "transfer": ["data/extra"], "transfer_frames": 360000,
-                "transfer_hours": 1.0}
+                "transfer_hours": 1.0, "transfer_weight": 0.5}
     _run(recipe, "transfer/student_kdt_1", "transfer", 65.5, ERRS["student_kdt"], settings,
          group="student", seed=100)
     # stage 7's student_kdt used two sets: 2.5 hours
     kdt = recipe / "exp" / "student_kdt" / "run.json"
     info = json.loads(kdt.read_text())
     info["settings"].update(transfer=["data/extra", "data/more"], transfer_frames=900000,
-                            transfer_hours=2.5)
+                            transfer_hours=2.5, transfer_weight=0.75)
     kdt.write_text(json.dumps(info))
     out = make_report(recipe / "exp", "toy", "test", recipe_dir=recipe)
     rows = out["results"]["transfer_curve"]["student"]
     assert [(r["run"], r["hours"], r["kept"]) for r in rows] == [
         ("student_kd", 0.0, 0.5), ("student_kdt_1", 1.0, 0.55), ("student_kdt", 2.5, 0.6)]
-    assert "| student_kdt_1 | extra | 1.00 | 65.50 |" in out["markdown"]
-    assert "| student_kdt | extra, more | 2.50 | 66.00 |" in out["markdown"]
+    # Each row names its transfer weight: points of different weights are not one curve.
+    assert "| student_kd | - | 0.00 | - | 65.00 |" in out["markdown"]
+    assert "| student_kdt_1 | extra | 1.00 | 0.5 | 65.50 |" in out["markdown"]
+    assert "| student_kdt | extra, more | 2.50 | 0.75 | 66.00 |" in out["markdown"]
