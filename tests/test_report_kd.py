@@ -85,7 +85,7 @@ def _student(recipe, rel, variant, acc, seed, group="student", role="student", o
                 "alpha": 0.0 if variant == "hard" else 0.5, "temperature": 2.0, "seed": seed}
     if not old:  # runs written before variants existed have none
         settings.update(variant=variant, transfer=["data/extra"] if variant == "kdt" else [],
-                        transfer_weight=1.0 if variant == "kdt" else 0.0)
+                        transfer_weight=0.5 if variant == "kdt" else None)
     name = rel.split("/")[-1]
     _run(recipe, rel, role, acc, ERRS[name], settings, unseen=unseen, group=group, seed=seed)
 

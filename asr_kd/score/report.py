@@ -209,8 +209,7 @@ def _transfer_curve(runs: list[Run], stage7: dict, ens: float | None) -> dict[st
         rows = [{"run": r.name, "transfer": r.settings.get("transfer", []),
                  "frames": r.settings.get("transfer_frames") or 0,
                  "hours": r.settings.get("transfer_hours") or 0.0,
-                 "transfer_weight": r.settings.get("transfer_weight")
-                 if r.settings.get("transfer") else None,
+                 "transfer_weight": r.settings.get("transfer_weight"),
                  "frame_acc": r.acc, "wer": r.scores["wer"],
                  "kept": _kept(r.acc, hard.acc, ens) if hard else None}
                 for r in points if r.scores is not None]
