@@ -155,7 +155,7 @@ def test_sweeps_and_table5(fsdd_run):
         assert (rdir / f"exp/plots/{plot}.png").stat().st_size > 1000
     md = (rdir / "exp/RESULTS.md").read_text()
     assert "## Sweep of T, alpha and the transfer weight" in md and "## Table 5" in md
-    assert "Best on validation (kd): " in md
+    assert "Best on validation (student_kd): " in md
 
 
 def test_specialists(fsdd_run):

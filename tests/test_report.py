@@ -15,7 +15,7 @@ from asr_kd.utils.runinfo import config_sha256, read_run, write_run
 DETAIL = {"words": 10, "ins": 0, "dels": 0, "subs": 1, "errors": 1}
 
 
-def _run(exp, rel, role, frame_acc, wer=10.0, **fields):
+def _run(exp, rel, role, frame_acc, wer=10.0, valid_acc=50.0, **fields):
     d = exp / rel
     (d / "decode_test").mkdir(parents=True)
     write_run(d, role, fields.pop("settings", {}), **fields)
@@ -24,7 +24,7 @@ def _run(exp, rel, role, frame_acc, wer=10.0, **fields):
         "hyp": str(d / "decode_test" / "hyp.txt"), "wer_detail": DETAIL, "search_rtfx": 1.0,
         "kaldi_line": f"%WER {wer:.2f} [ 1 / 10, 0 ins, 0 del, 1 sub ]", "score_map": None}))
     (d / "history.json").write_text(json.dumps(
-        [{"members": [{"valid_acc": 50.0, "train_acc": 55.0}]}]))
+        [{"members": [{"valid_acc": valid_acc, "train_acc": 55.0}]}]))
     (d / "train_eval.json").write_text(json.dumps(
         {"utts": 3, "frames": 300, "frame_acc": 80.0, "pdfs_seen": 7}))
 
@@ -49,8 +49,10 @@ def exp(tmp_path):
     _student(exp, "small_b", "student", "soft", 65.0)
     _student(exp, "tdnn_x", "student", "hard", 62.0, group="student_tdnn")
     _student(exp, "tdnn_y", "student", "soft", 61.0, group="student_tdnn")
-    _student(exp, "runs/one", "sweep", "soft", 63.0, temperature=1.0)
-    _student(exp, "runs/two", "sweep", "soft", 66.0, temperature=10.0)
+    _student(exp, "runs/one", "sweep", "soft", 63.0, temperature=1.0, valid_acc=52.0)
+    _student(exp, "runs/two", "sweep", "soft", 66.0, temperature=10.0, valid_acc=51.0)
+    _student(exp, "runs/three", "sweep", "soft", 64.0, temperature=4.0, valid_acc=70.0,
+             group="student_tdnn")
     _student(exp, "little/h", "share", "hard", 50.0, utt_fraction=0.03)
     _student(exp, "little/s", "share", "soft", 58.0, utt_fraction=0.03)
     _student(exp, "again/a", "seed", "hard", 61.0, seed=101)
@@ -66,7 +68,8 @@ def test_report_takes_roles_from_run_json(exp):
     assert res["kept"] == 0.5
     # Runs without settings.variant: hard targets are `hard`, soft ones `kd`.
     assert res["kept_by_system"] == {"student_kd": 0.5, "student_tdnn_kd": -0.125}
-    assert [(r["run"], r["temperature"]) for r in res["sweep"]] == [("one", 1.0), ("two", 10.0)]
+    assert [(r["run"], r["shape"], r["temperature"]) for r in res["sweep"]] == [
+        ("one", "student", 1.0), ("two", "student", 10.0), ("three", "student_tdnn", 4.0)]
     assert [(r["targets"], r["percent"], r["test_frame_acc"]) for r in res["share"]] == [
         ("hard", 3.0, 50.0), ("soft", 3.0, 58.0)]
     # Seeds 100 (the recipe's pair) and 101: kept 0.5 and (63 - 61) / (70 - 61) = 2/9.
@@ -78,6 +81,9 @@ def test_report_takes_roles_from_run_json(exp):
     assert res["kept_seeds"]["student_tdnn_kd"]["seeds"] == [100]
     md = (exp / "RESULTS.md").read_text()
     assert "kept = (small_b - small_a) / (ensemble - small_a) in frame accuracy = **0.50**" in md
+    # Each shape's best on validation is chosen among its own sweep runs.
+    assert "Best on validation (student_kd): one (T 1, alpha 0.5)." in md
+    assert "Best on validation (student_tdnn_kd): three (T 4, alpha 0.5)." in md
 
 
 def test_results_carry_provenance(exp):

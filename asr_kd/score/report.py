@@ -171,13 +171,14 @@ def _best_valid(run: Run) -> float | None:
 
 
 def _sweep(runs: list[Run]) -> list[dict]:
-    rows = [{"run": r.name, "variant": r.variant, "temperature": r.settings["temperature"],
+    rows = [{"run": r.name, "shape": r.group, "variant": r.variant,
+             "temperature": r.settings["temperature"],
              "alpha": r.settings["alpha"], "transfer_weight": r.settings.get("transfer_weight"),
              "valid_acc": _best_valid(r), "frame_acc": r.scores["frame_acc"],
              "wer": r.scores["wer"]}
             for r in runs if r.role == "sweep" and r.scores is not None]
-    return sorted(rows, key=lambda r: (r["variant"] or "", r["alpha"], r["temperature"],
-                                       r["transfer_weight"] or 0))
+    return sorted(rows, key=lambda r: (r["shape"] != PRIMARY_GROUP, r["shape"], r["variant"] or "",
+                                       r["alpha"], r["temperature"], r["transfer_weight"] or 0))
 
 
 def _share(runs: list[Run]) -> list[dict]:
@@ -614,25 +615,30 @@ def make_report(exp_dir, corpus: str, test_set, recipe_dir=".") -> dict:
     sweep = _sweep(runs)
     if sweep:
         results["sweep"] = sweep
-        lines += ["## Sweep of T, alpha and the transfer weight (student's model and schedule)",
+        lines += ["## Sweep of T, alpha and the transfer weight (each shape's model and schedule)",
                   "", "Settings are chosen on the validation split (held-out utterances of the "
-                  "training speakers), never on test: `valid acc` is each run's best epoch.", "",
-                  "| run | variant | T | alpha | transfer weight | valid acc % | test frame acc % "
-                  "| WER % |", "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['run']} | {r['variant']} | {r['temperature']:g} | {r['alpha']:g} | "
-                  f"{_fmt(r['transfer_weight'], 'g')} | {_fmt(r['valid_acc'], '.2f')} | "
-                  f"{_fmt(r['frame_acc'], '.2f')} | {r['wer']:.2f} |" for r in sweep]
-        for variant in sorted({r["variant"] for r in sweep if r["valid_acc"] is not None}):
-            best = max((r for r in sweep if r["variant"] == variant and r["valid_acc"]
-                        is not None), key=lambda r: r["valid_acc"])
+                  "training speakers), never on test: `valid acc` is each run's best epoch. "
+                  "Each shape's best is chosen among its own runs.", "",
+                  "| run | shape | variant | T | alpha | transfer weight | valid acc % "
+                  "| test frame acc % | WER % |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['run']} | {r['shape']} | {r['variant']} | {r['temperature']:g} | "
+                  f"{r['alpha']:g} | {_fmt(r['transfer_weight'], 'g')} | "
+                  f"{_fmt(r['valid_acc'], '.2f')} | {_fmt(r['frame_acc'], '.2f')} | "
+                  f"{r['wer']:.2f} |" for r in sweep]
+        chosen = {(r["shape"], r["variant"]) for r in sweep if r["valid_acc"] is not None}
+        for shape, variant in sorted(chosen, key=lambda k: (k[0] != PRIMARY_GROUP, k)):
+            best = max((r for r in sweep if (r["shape"], r["variant"]) == (shape, variant)
+                        and r["valid_acc"] is not None), key=lambda r: r["valid_acc"])
             weight = best["transfer_weight"]
-            lines.append(f"\nBest on validation ({variant}): {best['run']} (T "
+            lines.append(f"\nBest on validation ({shape}_{variant}): {best['run']} (T "
                          f"{best['temperature']:g}, alpha {best['alpha']:g}"
                          + (f", transfer weight {weight:g}" if weight else "") + ").")
         lines.append("")
         baselines = {"ensemble": ens,
                      "hard targets": primary[HARD].acc if primary[HARD] else None}
-        _plot_sweep(exp_dir / "plots" / "temperature.png", sweep, baselines)
+        # The plot's baselines are the small student's, so it shows that shape's runs alone.
+        _plot_sweep(exp_dir / "plots" / "temperature.png",
+                    [r for r in sweep if r["shape"] == PRIMARY_GROUP], baselines)
     share = _share(runs)
     if share:
         results["share"] = share
