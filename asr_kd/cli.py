@@ -8,6 +8,7 @@
     asr-kd compute-feats DATA_DIR --config conf/fbank.yaml
     asr-kd train-mono DATA_DIR LANG_DIR EXP_DIR --config conf/mono.yaml
     asr-kd train-tri DATA_DIR LANG_DIR ALI_DIR EXP_DIR --config conf/tri1.yaml
+    asr-kd train-lda-mllt DATA_DIR LANG_DIR ALI_DIR EXP_DIR --config conf/tri2.yaml
     asr-kd align DATA_DIR LANG_DIR MODEL_DIR ALI_DIR --config conf/mono.yaml
     asr-kd train-teachers DATA_DIR ALI_DIR EXP_ROOT --config conf/teachers.yaml
     asr-kd train-student DATA_DIR ALI_DIR EXP_DIR --config conf/student.yaml \
@@ -122,12 +123,20 @@ def cmd_train_tri(a):
                   _device(a))
 
 
+def cmd_train_lda_mllt(a):
+    from asr_kd.hmm.train_lda_mllt import Tri2Config
+    from asr_kd.steps.gmm import run_train_lda_mllt
+
+    run_train_lda_mllt(a.data_dir, a.lang_dir, a.ali_dir, a.exp_dir,
+                       stage_config(Tri2Config, a), _device(a))
+
+
 def cmd_align(a):
-    from asr_kd.hmm.train_tri import TriConfig
+    from asr_kd.hmm.train_lda_mllt import Tri2Config
     from asr_kd.steps.gmm import run_align
 
-    # TriConfig holds every key of a mono or tri config; alignment reads only `align`
-    run_align(a.data_dir, a.lang_dir, a.model_dir, a.ali_dir, stage_config(TriConfig, a),
+    # Tri2Config holds every key of a mono, tri1 or tri2 config; alignment reads only `align`
+    run_align(a.data_dir, a.lang_dir, a.model_dir, a.ali_dir, stage_config(Tri2Config, a),
               _device(a))
 
 
@@ -199,6 +208,8 @@ VERBS = {
     "train-mono": (cmd_train_mono, ["data_dir", "lang_dir", "exp_dir"], "exp_dir", "done"),
     "train-tri": (cmd_train_tri, ["data_dir", "lang_dir", "ali_dir", "exp_dir"], "exp_dir",
                   "done"),
+    "train-lda-mllt": (cmd_train_lda_mllt, ["data_dir", "lang_dir", "ali_dir", "exp_dir"],
+                       "exp_dir", "done"),
     "align": (cmd_align, ["data_dir", "lang_dir", "model_dir", "ali_dir"], "ali_dir", "done"),
     "train-teachers": (cmd_train_teachers, ["data_dir", "ali_dir", "exp_root"], "exp_root",
                        "teachers"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,11 +141,20 @@ def train_mono(lang: Lang, feats: dict[str, torch.Tensor], texts: dict[str, list
     return train_em(model, graphs, gfeats, alis, cfg, device)
 
 
+# before_stats(it, model, alis) -> new features per utterance, or None to keep them
+BeforeStats = Callable[[int, GmmHmm, dict[str, np.ndarray]], dict[str, torch.Tensor] | None]
+
+
 def train_em(model: GmmHmm, graphs: dict[str, FstArrays], gfeats: dict[str, torch.Tensor],
-             alis: dict[str, np.ndarray], cfg: MonoConfig, device: torch.device) -> GmmHmm:
+             alis: dict[str, np.ndarray], cfg: MonoConfig, device: torch.device,
+             before_stats: BeforeStats | None = None) -> GmmHmm:
     """Viterbi EM from a first alignment: `cfg.num_iters` rounds of statistics, GMM and
     transition updates, Gaussian splitting (linearly towards `cfg.total_gauss` over
-    `cfg.max_iter_inc` rounds) and realignment on `cfg.realign_iters`."""
+    `cfg.max_iter_inc` rounds) and realignment on `cfg.realign_iters`.
+
+    `before_stats`, if given, is called every round after the realignment and before the
+    statistics; it may change the model in place and return new features for every
+    utterance (tri2's MLLT rotates the feature space and the means together)."""
     num_gauss = model.gmm.num_gauss
     inc_gauss = (cfg.total_gauss - num_gauss) / max(cfg.max_iter_inc, 1)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -153,6 +163,10 @@ def train_em(model: GmmHmm, graphs: dict[str, FstArrays], gfeats: dict[str, torc
         t0 = time.time()
         if it > 0 and it in cfg.realign_iters:
             alis = align_batched(model, graphs, gfeats, cfg.align)
+        if before_stats is not None:
+            new_feats = before_stats(it, model, alis)
+            if new_feats is not None:
+                gfeats, frames = new_feats, (None, None)
         if frames[0] != list(alis):  # copied once, and again only when a realignment lost some
             frames = (list(alis), torch.cat([gfeats[u] for u in alis]).to(device))
         occ, sx, sxx, avg_ll, tid_counts = _stats(model, frames[1], alis)

@@ -17,7 +17,7 @@ import torch
 
 from asr_kd.hmm.context import ContextDependency
 from asr_kd.hmm.gmm import DiagGmm
-from asr_kd.hmm.model import GmmHmm
+from asr_kd.hmm.model import GmmFeatureConfig, GmmHmm
 from asr_kd.hmm.train_mono import MonoConfig, compile_graphs, train_em
 from asr_kd.hmm.transitions import TransitionModel
 from asr_kd.hmm.tree import (
@@ -29,6 +29,7 @@ from asr_kd.hmm.tree import (
     phone_instances,
 )
 from asr_kd.lang import Lang
+from asr_kd.utils.fst import FstArrays
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,28 @@ def init_gmm(ctx: ContextDependency, stats, var_floor: float) -> DiagGmm:
                    torch.zeros(p, 1))
 
 
+def init_tri(lang: Lang, gfeats: dict[str, torch.Tensor], texts: dict[str, list[str]],
+             src: GmmHmm, alis: dict[str, np.ndarray], cfg: TriConfig,
+             feature: GmmFeatureConfig, device: torch.device, where: str = "text",
+             ) -> tuple[GmmHmm, dict[str, FstArrays], dict[str, np.ndarray]]:
+    """A new tree and its first model from `src`'s alignments `alis` and the GMM features
+    `gfeats` of the same utterances (Kaldi's acc-tree-stats, cluster-phones, build-tree,
+    gmm-init-model, convert-ali, compile-train-graphs). Returns (the model, whose features are
+    `feature`; its training graphs; the alignments converted to its transition ids)."""
+    stats = accumulate_tree_stats(src.tm, alis, gfeats, cfg.tree.context_width,
+                                  cfg.tree.central_position, ci_phones=lang.silence_phones)
+    questions = cluster_phones(stats, lang.topo, lang.silence_phones, cfg.tree)
+    log.info("%d questions from the phone clustering", len(questions))
+    ctx = build_tree(stats, lang.topo, questions, cfg.tree)
+    tm = TransitionModel(lang.topo, ctx.tuples(lang.topo))
+    model = GmmHmm(tm, init_gmm(ctx, stats, cfg.var_floor).to(device), feature, ctx)
+    log.info("triphone system: %d pdfs, %d transition states, %d transition ids",
+             tm.num_pdfs, len(tm.tuples), tm.num_tids)
+    tri_alis = convert_alignments(src.tm, tm, ctx, alis)
+    graphs = compile_graphs(lang, tm, {u: texts[u] for u in alis}, where, ctx)
+    return model, graphs, tri_alis
+
+
 def train_tri(lang: Lang, feats: dict[str, torch.Tensor], texts: dict[str, list[str]],
               mono: GmmHmm, alis: dict[str, np.ndarray], cfg: TriConfig, device: torch.device,
               where: str = "text") -> GmmHmm:
@@ -90,15 +113,6 @@ def train_tri(lang: Lang, feats: dict[str, torch.Tensor], texts: dict[str, list[
     utts = sorted(u for u in alis if u in texts and u in feats)
     gfeats = {u: cfg.feature.apply(feats[u].float()).to(device) for u in utts}
     alis = {u: alis[u] for u in utts}
-    stats = accumulate_tree_stats(mono.tm, alis, gfeats, cfg.tree.context_width,
-                                  cfg.tree.central_position, ci_phones=lang.silence_phones)
-    questions = cluster_phones(stats, lang.topo, lang.silence_phones, cfg.tree)
-    log.info("%d questions from the phone clustering", len(questions))
-    ctx = build_tree(stats, lang.topo, questions, cfg.tree)
-    tm = TransitionModel(lang.topo, ctx.tuples(lang.topo))
-    model = GmmHmm(tm, init_gmm(ctx, stats, cfg.var_floor).to(device), cfg.feature, ctx)
-    log.info("triphone system: %d pdfs, %d transition states, %d transition ids",
-             tm.num_pdfs, len(tm.tuples), tm.num_tids)
-    tri_alis = convert_alignments(mono.tm, tm, ctx, alis)
-    graphs = compile_graphs(lang, tm, {u: texts[u] for u in utts}, where, ctx)
+    model, graphs, tri_alis = init_tri(lang, gfeats, texts, mono, alis, cfg, cfg.feature,
+                                       device, where)
     return train_em(model, graphs, gfeats, tri_alis, cfg, device)

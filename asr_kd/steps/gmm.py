@@ -1,4 +1,5 @@
-"""Stages 4-5: monophone and triphone GMM-HMM training, forced alignment (the DNN targets)."""
+"""Stages 4-5: monophone, triphone (tri1) and LDA+MLLT (tri2) GMM-HMM training, forced alignment
+(the DNN targets)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from asr_kd.features import as_tensors
+from asr_kd.hmm.lda_mllt import write_kaldi_matrix
 from asr_kd.hmm.model import GmmHmm
+from asr_kd.hmm.train_lda_mllt import Tri2Config, train_lda_mllt
 from asr_kd.hmm.train_mono import (
     MonoConfig,
     align_batched,
@@ -40,20 +43,41 @@ def run_train_mono(data_dir, lang_dir, exp_dir, cfg: MonoConfig, device) -> None
     mark_done(exp_dir)
 
 
-def run_train_tri(data_dir, lang_dir, ali_dir, exp_dir, cfg: TriConfig, device) -> None:
-    """A triphone system from the model and transition-id alignments in `ali_dir`."""
-    exp_dir, ali_dir = Path(exp_dir), Path(ali_dir)
+def _source_system(data_dir, lang_dir, ali_dir, exp_dir, cfg, device):
+    """What a triphone stage starts from: (data dir, its features, lang, the source model in
+    `ali_dir` and its transition-id alignments); the config is saved in `exp_dir` first."""
     clear_done(exp_dir)
     d, feats = load_dir_feats(data_dir, lang_dir=lang_dir)
     lang = load_lang(lang_dir)
     save_config(cfg, exp_dir / "config.yaml")
     src = GmmHmm.load(ali_dir / "final.mdl", device)
     alis = read_int_vectors(ali_dir / "tid.ark")
-    model = train_tri(lang, as_tensors(feats), d.text, src, alis, cfg, device,
-                      where=f"{data_dir}/text")
+    return d, as_tensors(feats), lang, src, alis
+
+
+def run_train_tri(data_dir, lang_dir, ali_dir, exp_dir, cfg: TriConfig, device) -> None:
+    """A triphone system from the model and transition-id alignments in `ali_dir`."""
+    exp_dir, ali_dir = Path(exp_dir), Path(ali_dir)
+    d, feats, lang, src, alis = _source_system(data_dir, lang_dir, ali_dir, exp_dir, cfg, device)
+    model = train_tri(lang, feats, d.text, src, alis, cfg, device, where=f"{data_dir}/text")
     model.save(exp_dir / "final.mdl")
     write_run(exp_dir, "gmm", {"kind": "tri"}, device=device, config=to_dict(cfg),
               data=str(data_dir), lang=str(lang_dir), ali=str(ali_dir))
+    mark_done(exp_dir)
+
+
+def run_train_lda_mllt(data_dir, lang_dir, ali_dir, exp_dir, cfg: Tri2Config, device) -> None:
+    """tri2, an LDA+MLLT triphone system, from the model and transition-id alignments in
+    `ali_dir` (Kaldi's train_lda_mllt.sh): final.mdl carries the feature matrix, which is also
+    written as Kaldi's final.mat; run.json records each MLLT update's objective."""
+    exp_dir, ali_dir = Path(exp_dir), Path(ali_dir)
+    d, feats, lang, src, alis = _source_system(data_dir, lang_dir, ali_dir, exp_dir, cfg, device)
+    model, mllt = train_lda_mllt(lang, feats, d.text, src, alis, cfg, device,
+                                 where=f"{data_dir}/text")
+    model.save(exp_dir / "final.mdl")
+    write_kaldi_matrix(exp_dir / "final.mat", model.feature.transform)
+    write_run(exp_dir, "gmm", {"kind": "tri2"}, device=device, config=to_dict(cfg),
+              data=str(data_dir), lang=str(lang_dir), ali=str(ali_dir), mllt=mllt)
     mark_done(exp_dir)
 
 
