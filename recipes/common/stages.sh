@@ -33,7 +33,8 @@
 #                     exp/seeds/S_hard_sN, S_kd_sN, S_kdt_sN; the report gives kept per seed,
 #                     of the seed means, and a paired bootstrap of each distilled WER
 #   gmm               the GMM whose alignments are the DNN targets and whose tree the decoding
-#                     graph uses: tri1 (default; conf/tri1.yaml) or mono
+#                     graph uses: tri1 (default; conf/tri1.yaml), tri2 (LDA+MLLT on tri1's
+#                     alignments, conf/tri2.yaml; tri1 is decoded beside it) or mono
 #   corpus            the corpus name in the report
 #   conf_dir          an overlay of conf/ (e.g. conf_ci, conf_mixed): a file there is merged over
 #                     conf/'s key by key (mappings recursively; lists and scalars replace), so it
@@ -76,6 +77,7 @@ decode_system() {
   cf=$(conf decode_dnn.yaml)
   case "$2" in *.mdl) cf=$(conf decode_gmm.yaml) ;; esac
   if [ "$1" = mono ] && [ "$gmm" != mono ]; then graph=exp/graph_mono ali_gmm=mono; fi
+  if [ "$1" = tri1 ] && [ "$gmm" = tri2 ]; then graph=exp/graph_tri1 ali_gmm=tri1; fi
   for t in $test_sets; do
     $asr decode --system "$1" "$2" $graph data/$t "$3/decode_$t" --ali-dir exp/${ali_gmm}_ali_$t \
       $cf --decoder "$decoder" $dev
@@ -135,10 +137,15 @@ fi
 if run 4; then
   log "Stage 4: GMM-HMM: monophone, then ${gmm}"
   $asr train-mono data/$train data/lang exp/mono $(conf mono.yaml) $dev
-  if [ "$gmm" = tri1 ]; then
+  if [ "$gmm" != mono ]; then
     $asr align data/$train data/lang exp/mono exp/mono_ali_$train $(conf mono.yaml) $dev
     $asr train-tri data/$train data/lang exp/mono_ali_$train exp/tri1 \
       $(conf tri1.yaml) $dev
+  fi
+  if [ "$gmm" = tri2 ]; then
+    $asr align data/$train data/lang exp/tri1 exp/tri1_ali_$train $(conf tri1.yaml) $dev
+    $asr train-lda-mllt data/$train data/lang exp/tri1_ali_$train exp/tri2 \
+      $(conf tri2.yaml) $dev
   fi
 fi
 if run 5; then
@@ -146,9 +153,12 @@ if run 5; then
   for set in $dnn_train $test_sets; do
     $asr align data/$set data/lang exp/$gmm exp/${gmm}_ali_$set $(conf $gmm.yaml) $dev
   done
-  if [ "$gmm" != mono ]; then  # the monophone GMM's own frame accuracy
+  if [ "$gmm" != mono ]; then  # the monophone GMM's own frame accuracy (and tri1's)
     for set in $test_sets; do
       $asr align data/$set data/lang exp/mono exp/mono_ali_$set $(conf mono.yaml) $dev
+      if [ "$gmm" = tri2 ]; then
+        $asr align data/$set data/lang exp/tri1 exp/tri1_ali_$set $(conf tri1.yaml) $dev
+      fi
     done
   fi
 fi
@@ -169,11 +179,15 @@ if run 8; then
   if [ "$gmm" != mono ]; then
     $asr make-graph data/lang exp/mono exp/graph_mono $(conf graph.yaml)
   fi
+  if [ "$gmm" = tri2 ]; then
+    $asr make-graph data/lang exp/tri1 exp/graph_tri1 $(conf graph.yaml)
+  fi
 fi
 if run 9; then
   log "Stage 9: decode $test_sets with every system"
   students_dirs=$(for s in $students; do for v in $(variants); do echo exp/${s}_$v; done; done)
-  gmm_dirs=exp/mono; [ "$gmm" = mono ] || gmm_dirs="exp/mono exp/$gmm"
+  gmm_dirs=exp/mono; [ "$gmm" = mono ] || gmm_dirs="exp/mono exp/tri1"
+  [ "$gmm" != tri2 ] || gmm_dirs+=" exp/tri2"
   for dir in $gmm_dirs exp/teacher_* exp/ensemble $students_dirs; do
     model=$dir/final.pt; [ -f "$model" ] || model=$dir/final.mdl
     decode_system "$(basename "$dir")" "$model" "$dir"
