@@ -120,6 +120,11 @@ def test_decodes_test_yesno(yesno_tri2, monkeypatch):
     w = scores["wer_detail"]
     assert w["subs"] == 0 and w["dels"] == 0 and w["ins"] <= 3, scores["kaldi_line"]
     assert scores["frame_acc"] > 70, scores["frame_acc"]  # 86% in a run
+    # The report's size counts the 40 x 91 matrix beside the Gaussians (2 x 40 + 1 each).
+    model = GmmHmm.load("exp/tri2/final.mdl")
+    gauss = int(torch.isfinite(model.gmm.log_weights).sum())
+    assert scores["params"] == gauss * 81 + 40 * 91
+    assert scores["flops_per_frame"] == gauss * 4 * 40 + 2 * 40 * 91
 
 
 def test_train_lda_mllt_in_process_matches_and_checks(yesno_tri2, monkeypatch):

@@ -14,14 +14,20 @@ class GmmAcousticModel(AcousticModel):
 
     @property
     def num_params(self) -> int:
+        """The Gaussians' means, variances and weights, and a learned feature matrix (tri2's
+        LDA+MLLT) if the model carries one."""
         g = self.model.gmm
         n = int(torch.isfinite(g.log_weights).sum())
-        return n * (2 * g.means.shape[-1] + 1)
+        m = self.model.feature.transform
+        return n * (2 * g.means.shape[-1] + 1) + (0 if m is None else m.numel())
 
     def flops_per_frame(self, input_dim: int) -> int:
-        """Per Gaussian, two length-D dot products (x . mu/var and x^2 . 1/var)."""
+        """Per Gaussian, two length-D dot products (x . mu/var and x^2 . 1/var); and the
+        feature matrix's product with the spliced frame, if any."""
         g = self.model.gmm
-        return int(torch.isfinite(g.log_weights).sum()) * 4 * g.means.shape[-1]
+        m = self.model.feature.transform
+        return (int(torch.isfinite(g.log_weights).sum()) * 4 * g.means.shape[-1]
+                + (0 if m is None else 2 * m.numel()))
 
     def log_posteriors(self, feats: list[torch.Tensor],
                        temperature: float = 1.0) -> list[torch.Tensor]:
