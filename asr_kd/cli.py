@@ -9,7 +9,9 @@
     asr-kd train-mono DATA_DIR LANG_DIR EXP_DIR --config conf/mono.yaml
     asr-kd train-tri DATA_DIR LANG_DIR ALI_DIR EXP_DIR --config conf/tri1.yaml
     asr-kd train-lda-mllt DATA_DIR LANG_DIR ALI_DIR EXP_DIR --config conf/tri2.yaml
-    asr-kd align DATA_DIR LANG_DIR MODEL_DIR ALI_DIR --config conf/mono.yaml
+    asr-kd train-sat DATA_DIR LANG_DIR ALI_DIR EXP_DIR --config conf/tri3.yaml
+    asr-kd align DATA_DIR LANG_DIR MODEL_DIR ALI_DIR --config conf/mono.yaml \
+        [--transform-dir DIR]
     asr-kd train-teachers DATA_DIR ALI_DIR EXP_ROOT --config conf/teachers.yaml
     asr-kd train-student DATA_DIR ALI_DIR EXP_DIR --config conf/student.yaml \
         [--teacher EXP_ROOT/ensemble/final.pt] [--set distill.temperature=5 ...] \
@@ -131,13 +133,21 @@ def cmd_train_lda_mllt(a):
                        stage_config(Tri2Config, a), _device(a))
 
 
-def cmd_align(a):
-    from asr_kd.hmm.train_lda_mllt import Tri2Config
-    from asr_kd.steps.gmm import run_align
+def cmd_train_sat(a):
+    from asr_kd.hmm.train_sat import SatConfig
+    from asr_kd.steps.gmm import run_train_sat
 
-    # Tri2Config holds every key of a mono, tri1 or tri2 config; alignment reads only `align`
-    run_align(a.data_dir, a.lang_dir, a.model_dir, a.ali_dir, stage_config(Tri2Config, a),
-              _device(a))
+    run_train_sat(a.data_dir, a.lang_dir, a.ali_dir, a.exp_dir, stage_config(SatConfig, a),
+                  _device(a))
+
+
+def cmd_align(a):
+    from asr_kd.steps.gmm import GmmAlignConfig, run_align
+
+    # GmmAlignConfig holds every key of a mono, tri1, tri2 or tri3 config; alignment reads
+    # `align`, and `fmllr` for a speaker-adapted model
+    run_align(a.data_dir, a.lang_dir, a.model_dir, a.ali_dir, stage_config(GmmAlignConfig, a),
+              _device(a), transform_dir=a.transform_dir)
 
 
 def cmd_train_teachers(a):
@@ -210,6 +220,8 @@ VERBS = {
                   "done"),
     "train-lda-mllt": (cmd_train_lda_mllt, ["data_dir", "lang_dir", "ali_dir", "exp_dir"],
                        "exp_dir", "done"),
+    "train-sat": (cmd_train_sat, ["data_dir", "lang_dir", "ali_dir", "exp_dir"], "exp_dir",
+                  "done"),
     "align": (cmd_align, ["data_dir", "lang_dir", "model_dir", "ali_dir"], "ali_dir", "done"),
     "train-teachers": (cmd_train_teachers, ["data_dir", "ali_dir", "exp_root"], "exp_root",
                        "teachers"),
@@ -271,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  "distilled runs are a pair); default: the config's name")
         if verb == "decode":
             sp.add_argument("--ali-dir", default=None, help="alignments for frame accuracy")
+        if verb == "align":
+            sp.add_argument("--transform-dir", default=None,
+                            help="a speaker-adapted model (tri3) aligns with the fMLLR "
+                                 "transforms of DIR/trans.scp (every speaker must have one); "
+                                 "without it they are estimated (Kaldi's align_fmllr.sh)")
         if verb == "validate-data":
             sp.add_argument("--sample-rate", type=int, default=None,
                             help="the rate the recipe expects (fbank.yaml's sample_rate)")

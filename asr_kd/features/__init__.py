@@ -16,6 +16,7 @@ from asr_kd.features.storage import (
     read_scp_matrices,
     write_cmvn,
     write_feats,
+    write_matrices,
 )
 from asr_kd.features.transforms import (
     add_deltas,
@@ -46,4 +47,5 @@ __all__ = [
     "splice",
     "write_cmvn",
     "write_feats",
+    "write_matrices",
 ]

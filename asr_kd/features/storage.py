@@ -83,6 +83,12 @@ def write_cmvn(data_dir, stats, ark_name: str = "cmvn.ark") -> int:
     return _write_ark_scp(data_dir, ark_name, stats, np.float64)
 
 
+def write_matrices(out_dir, mats, ark_name: str, double: bool = False) -> int:
+    """Any matrices by key (e.g. fMLLR transforms by speaker) -> <out_dir>/<name>.{ark,scp}, the
+    same way: float32 (Kaldi's default) or, with `double`, float64. Returns how many."""
+    return _write_ark_scp(out_dir, ark_name, mats, np.float64 if double else np.float32)
+
+
 def read_scp_matrices(scp_path) -> dict[str, np.ndarray]:
     """All matrices of a Kaldi scp, in scp order: {key: np.ndarray}."""
     loader = kaldiio.load_scp(os.fspath(scp_path))

@@ -67,17 +67,21 @@ class DiagGmm:
         return self._gconsts()[pdf] - 0.5 * ((x * x)[:, None] / var).sum(-1) + (
             x[:, None] * mu / var).sum(-1)
 
-    def accumulate(self, x: torch.Tensor, pdf: torch.Tensor, chunk: int = 8192):
+    def accumulate(self, x: torch.Tensor, pdf: torch.Tensor, chunk: int = 8192,
+                   post_x: torch.Tensor | None = None):
         """Zeroth, first and second order statistics per Gaussian given aligned pdfs, and the
-        total log-likelihood of the frames."""
+        total log-likelihood of the frames. With `post_x` [N, D] (the same frames in another
+        feature space), the Gaussian posteriors and the log-likelihood are those of `post_x`
+        and the statistics those of x (Kaldi's gmm-acc-stats-twofeats: SAT's final.alimdl)."""
         p, m, d = self.means.shape
         occ = torch.zeros(p * m, dtype=torch.float64, device=x.device)
         sx = torch.zeros(p * m, d, dtype=torch.float64, device=x.device)
         sxx = torch.zeros(p * m, d, dtype=torch.float64, device=x.device)
         total_ll = torch.zeros((), dtype=torch.float64, device=x.device)  # read once, at the end
-        for xc, pc in zip(x.split(chunk), pdf.split(chunk)):
+        post_chunks = x.split(chunk) if post_x is None else post_x.split(chunk)
+        for xc, pc, qc in zip(x.split(chunk), pdf.split(chunk), post_chunks):
             with sync_region("gmm accumulation chunk"):
-                ll = self.component_log_likelihoods(xc, pc)  # [n, M]
+                ll = self.component_log_likelihoods(qc, pc)  # [n, M]
                 frame_ll = torch.logsumexp(ll, dim=-1, keepdim=True)
                 total_ll += frame_ll.sum().double()
                 post = (ll - frame_ll).exp().double()  # [n, M]

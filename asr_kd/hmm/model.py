@@ -5,6 +5,10 @@ GMMs are trained on cepstra derived from the stored log-mel filterbank (DCT + li
 Kaldi's MFCC), with deltas (mono, tri1: train_deltas.sh) or spliced and projected by a learned
 matrix (tri2: LDA+MLLT, train_lda_mllt.sh): diagonal covariances suit decorrelated cepstra far
 better than correlated log-mel bins. DNNs read the filterbank directly.
+
+A speaker-adapted model (tri3: train_sat.sh) is trained on those features moved by a per-speaker
+fMLLR transform (asr_kd.hmm.sat), which is not part of the model: `speaker_adapted` says that
+its scores are only meaningful on adapted features, and align and decode supply them.
 """
 
 from __future__ import annotations
@@ -82,27 +86,36 @@ class GmmFeatureConfig:
 
 class GmmHmm:
     def __init__(self, tm: TransitionModel, gmm: DiagGmm, feature: GmmFeatureConfig,
-                 ctx: ContextDependency | None = None):
+                 ctx: ContextDependency | None = None, speaker_adapted: bool = False):
         self.tm, self.gmm, self.feature = tm, gmm, feature
         self.ctx = ctx or ContextDependency.from_transitions(tm.topo, tm.tuples)
+        self.speaker_adapted = speaker_adapted  # trained on fMLLR-adapted features (SAT)
 
     @property
     def num_pdfs(self) -> int:
         return self.tm.num_pdfs
 
-    def log_likelihoods(self, fbank: torch.Tensor) -> torch.Tensor:
-        """[T, num_mel_bins] -> [T, num_pdfs] log p(x_t | pdf)."""
+    def log_likelihoods(self, fbank: torch.Tensor,
+                        fmllr: torch.Tensor | None = None) -> torch.Tensor:
+        """[T, num_mel_bins] -> [T, num_pdfs] log p(x_t | pdf); with `fmllr` [D, D+1], the
+        speaker's transform, on the adapted features A x + b."""
         x = self.feature.apply(fbank.to(self.gmm.means.device, self.gmm.means.dtype))
+        if fmllr is not None:
+            w = fmllr.to(x.device, x.dtype)
+            x = x @ w[:, :-1].T + w[:, -1]
         return self.gmm.log_likelihoods(x)
 
     def save(self, path) -> None:
         obj = {"kind": "gmm-hmm", "transitions": self.tm.state_dict(),
                "gmm": self.gmm.state_dict(), "feature": self.feature.state_dict(),
                "tree": self.ctx.to_json()}
+        if self.speaker_adapted:  # left out otherwise: other models save as before tri3
+            obj["speaker_adapted"] = True
         save_torch(path, obj)  # equal models, equal bytes
 
     def to(self, device) -> GmmHmm:
-        return GmmHmm(self.tm, self.gmm.to(device), self.feature.to(device), self.ctx)
+        return GmmHmm(self.tm, self.gmm.to(device), self.feature.to(device), self.ctx,
+                      self.speaker_adapted)
 
     @classmethod
     def from_checkpoint(cls, obj: dict) -> GmmHmm:
@@ -111,7 +124,8 @@ class GmmHmm:
         tree = obj.get("tree")
         return cls(TransitionModel.from_state_dict(obj["transitions"]),
                    DiagGmm.from_state_dict(obj["gmm"]), GmmFeatureConfig(**obj["feature"]),
-                   ContextDependency.from_json(tree) if tree else None)
+                   ContextDependency.from_json(tree) if tree else None,
+                   bool(obj.get("speaker_adapted", False)))
 
     @classmethod
     def load(cls, path, device="cpu") -> GmmHmm:

@@ -1,5 +1,6 @@
 """Stage 8: the decoding graph HCLG for a lang dir and a model's transition model; beside it the
-lang's words.txt and, where the lang has one, its score map."""
+lang's words.txt, its silence phones (phones/silence.csl, for fMLLR in decoding) and, where the
+lang has one, its score map."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from asr_kd.score.wer import SCORE_MAP_FILE
 from asr_kd.utils.config import save_config
 from asr_kd.utils.fst import write_fst
 from asr_kd.utils.io import clear_done, mark_done, write_text
+
+SILENCE_CSL = "phones/silence.csl"  # the silence phones' ids, colon-separated (Kaldi's format)
 
 
 def run_make_graph(lang_dir, model_dir, graph_dir, cfg: GraphConfig) -> None:
@@ -28,5 +31,7 @@ def run_make_graph(lang_dir, model_dir, graph_dir, cfg: GraphConfig) -> None:
     else:
         (graph_dir / SCORE_MAP_FILE).unlink(missing_ok=True)
     write_text(graph_dir / "num_pdfs", f"{model.num_pdfs}\n")
+    # Kaldi's graph dirs carry the lang's phones/; decode_fmllr reads the silence phones there
+    write_text(graph_dir / SILENCE_CSL, ":".join(map(str, lang.silence_phones)) + "\n")
     save_config(cfg, graph_dir / "config.yaml")
     mark_done(graph_dir)

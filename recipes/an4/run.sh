@@ -9,7 +9,7 @@
 # audio beside it: LibriSpeech (an hour of train-clean-5, 14 speakers of dev-clean) and the
 # training audio at six speeds no DNN trained on (0.8-1.2), labelled by the teachers alone.
 # Run from this directory:  bash run.sh [--stage N] [--stop-stage M] [--device cpu|cuda|auto]
-#   [--allow-pipes] [--decoder auto|reference|torch] [--gmm tri1|tri2|mono]
+#   [--allow-pipes] [--decoder auto|reference|torch] [--gmm tri1|tri2|tri3|mono]
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--seeds "101 102"] [--speed-factors "0.9 1.1"] [--transfer-sets "transfer_... ..."]
 #   [--transfer-speed-factors "0.8 ... 1.2"]

@@ -19,5 +19,5 @@ seeds="101 102"           # stage 14: more seeds of stage 7's student pair, for 
 allow_pipes=false         # stage 3: wav.scp entries may be commands (`cmd |`)
 decoder=auto              # stages 9, 11-14: auto (torch on a GPU, else reference), reference
                           # (kaldi-decoder, CPU) or torch (ours, --device)
-gmm=tri1                  # stages 4-5: the DNN targets' GMM, tri1 (tied triphones), tri2 or mono
+gmm=tri1                  # stages 4-5: the DNN targets' GMM, tri1 (tied triphones), tri2, tri3 or mono
 sil_prob=0.5              # stage 2: optional silence between words in L

@@ -34,7 +34,11 @@
 #                     of the seed means, and a paired bootstrap of each distilled WER
 #   gmm               the GMM whose alignments are the DNN targets and whose tree the decoding
 #                     graph uses: tri1 (default; conf/tri1.yaml), tri2 (LDA+MLLT on tri1's
-#                     alignments, conf/tri2.yaml; tri1 is decoded beside it) or mono
+#                     alignments, conf/tri2.yaml), tri3 (SAT with fMLLR on tri2's alignments,
+#                     conf/tri3.yaml; its alignments and decodes estimate each speaker's
+#                     transform, as Kaldi's align_fmllr.sh and decode_fmllr.sh) or mono; every
+#                     GMM below it on that ladder is trained on the way and decoded beside it
+#                     with its own graph (exp/graph_<name>) and test alignments
 #   corpus            the corpus name in the report
 #   conf_dir          an overlay of conf/ (e.g. conf_ci, conf_mixed): a file there is merged over
 #                     conf/'s key by key (mappings recursively; lists and scalars replace), so it
@@ -61,6 +65,13 @@ test_sets=${test_sets:-$test}
 dnn_train=$train  # the DNNs' training set: $train, or its speed-perturbed copy
 if [ -n "$speed_factors" ]; then dnn_train=${train}_sp; fi
 ali=exp/${gmm}_ali_$dnn_train
+case $gmm in  # the GMMs below $gmm on the ladder mono < tri1 < tri2 < tri3
+  mono) gmm_below= ;;
+  tri1) gmm_below=mono ;;
+  tri2) gmm_below="mono tri1" ;;
+  tri3) gmm_below="mono tri1 tri2" ;;
+  *) echo "unknown --gmm $gmm (mono, tri1, tri2 or tri3)" >&2; exit 1 ;;
+esac
 if [ -n "$transfer_speed_factors" ]; then transfer_sets+=" transfer_${train}_sp"; fi
 if [ -n "$transfer_vtln_factors" ]; then transfer_sets+=" transfer_${train}_vtln"; fi
 transfer=  # the transfer sets as one --set value for train-student
@@ -70,14 +81,13 @@ if [ -n "$transfer_sets" ]; then
 fi
 
 # decode_system NAME MODEL RUN_DIR: decode every test set with one system into
-# RUN_DIR/decode_<set>; every system uses exp/graph and the targets' alignments, except a
-# monophone GMM below a triphone one.
+# RUN_DIR/decode_<set>; every system uses exp/graph and the targets' alignments, except a GMM
+# below $gmm, which has its own. A tri3 model decodes in two passes (asr-kd decode does them).
 decode_system() {
   local cf graph=exp/graph ali_gmm=$gmm t
   cf=$(conf decode_dnn.yaml)
   case "$2" in *.mdl) cf=$(conf decode_gmm.yaml) ;; esac
-  if [ "$1" = mono ] && [ "$gmm" != mono ]; then graph=exp/graph_mono ali_gmm=mono; fi
-  if [ "$1" = tri1 ] && [ "$gmm" = tri2 ]; then graph=exp/graph_tri1 ali_gmm=tri1; fi
+  case " $gmm_below " in *" $1 "*) graph=exp/graph_$1 ali_gmm=$1 ;; esac
   for t in $test_sets; do
     $asr decode --system "$1" "$2" $graph data/$t "$3/decode_$t" --ali-dir exp/${ali_gmm}_ali_$t \
       $cf --decoder "$decoder" $dev
@@ -142,25 +152,27 @@ if run 4; then
     $asr train-tri data/$train data/lang exp/mono_ali_$train exp/tri1 \
       $(conf tri1.yaml) $dev
   fi
-  if [ "$gmm" = tri2 ]; then
+  if [ "$gmm" = tri2 ] || [ "$gmm" = tri3 ]; then
     $asr align data/$train data/lang exp/tri1 exp/tri1_ali_$train $(conf tri1.yaml) $dev
     $asr train-lda-mllt data/$train data/lang exp/tri1_ali_$train exp/tri2 \
       $(conf tri2.yaml) $dev
   fi
+  if [ "$gmm" = tri3 ]; then
+    $asr align data/$train data/lang exp/tri2 exp/tri2_ali_$train $(conf tri2.yaml) $dev
+    $asr train-sat data/$train data/lang exp/tri2_ali_$train exp/tri3 $(conf tri3.yaml) $dev
+  fi
 fi
 if run 5; then
   log "Stage 5: forced alignment with $gmm (DNN targets; test alignments for frame accuracy)"
+  # tri3 estimates each speaker's fMLLR transform as it aligns (align_fmllr.sh)
   for set in $dnn_train $test_sets; do
     $asr align data/$set data/lang exp/$gmm exp/${gmm}_ali_$set $(conf $gmm.yaml) $dev
   done
-  if [ "$gmm" != mono ]; then  # the monophone GMM's own frame accuracy (and tri1's)
+  for g in $gmm_below; do  # each lower GMM's own frame accuracy
     for set in $test_sets; do
-      $asr align data/$set data/lang exp/mono exp/mono_ali_$set $(conf mono.yaml) $dev
-      if [ "$gmm" = tri2 ]; then
-        $asr align data/$set data/lang exp/tri1 exp/tri1_ali_$set $(conf tri1.yaml) $dev
-      fi
+      $asr align data/$set data/lang exp/$g exp/${g}_ali_$set $(conf $g.yaml) $dev
     done
-  fi
+  done
 fi
 if run 6; then
   log "Stage 6: teacher ensemble (exp/teacher_k, exp/ensemble)"
@@ -174,20 +186,17 @@ if run 7; then
   done
 fi
 if run 8; then
-  log "Stage 8: decoding graph HCLG (${gmm}'s tree; and the monophone one's)"
+  log "Stage 8: decoding graph HCLG of ${gmm}'s tree (exp/graph)" \
+    "${gmm_below:+and of each GMM below it (exp/graph_<name>)}"
   $asr make-graph data/lang exp/$gmm exp/graph $(conf graph.yaml)
-  if [ "$gmm" != mono ]; then
-    $asr make-graph data/lang exp/mono exp/graph_mono $(conf graph.yaml)
-  fi
-  if [ "$gmm" = tri2 ]; then
-    $asr make-graph data/lang exp/tri1 exp/graph_tri1 $(conf graph.yaml)
-  fi
+  for g in $gmm_below; do
+    $asr make-graph data/lang exp/$g exp/graph_$g $(conf graph.yaml)
+  done
 fi
 if run 9; then
   log "Stage 9: decode $test_sets with every system"
   students_dirs=$(for s in $students; do for v in $(variants); do echo exp/${s}_$v; done; done)
-  gmm_dirs=exp/mono; [ "$gmm" = mono ] || gmm_dirs="exp/mono exp/tri1"
-  [ "$gmm" != tri2 ] || gmm_dirs+=" exp/tri2"
+  gmm_dirs=$(for g in $gmm_below $gmm; do echo exp/$g; done)
   for dir in $gmm_dirs exp/teacher_* exp/ensemble $students_dirs; do
     model=$dir/final.pt; [ -f "$model" ] || model=$dir/final.mdl
     decode_system "$(basename "$dir")" "$model" "$dir"
