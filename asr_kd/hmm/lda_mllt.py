@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +131,21 @@ def estimate_lda(stats: ClassStats, dim: int, within_floor: float = 1e-10,
         mean = stats.first.sum(0) / stats.count.sum()
         m = torch.cat([m, -(m @ mean)[:, None]], dim=1)
     return m
+
+
+def frame_batches(utts: list[str], lengths: Mapping[str, int],
+                  max_frames: int) -> Iterator[list[str]]:
+    """Consecutive groups of utterances of at most `max_frames` frames (at least one each):
+    the statistics of tri2 and tri3 are accumulated a batch at a time to bound memory."""
+    batch, frames = [], 0
+    for u in utts:
+        if batch and frames + lengths[u] > max_frames:
+            yield batch
+            batch, frames = [], 0
+        batch.append(u)
+        frames += lengths[u]
+    if batch:
+        yield batch
 
 
 # ----------------------------------------------------------------------------- posteriors

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +34,7 @@ import torch
 from asr_kd.features.storage import write_matrices
 from asr_kd.hmm.fmllr import FmllrStats, apply_fmllr, estimate_fmllr
 from asr_kd.hmm.gmm import DiagGmm
-from asr_kd.hmm.lda_mllt import gauss_posteriors
+from asr_kd.hmm.lda_mllt import frame_batches, gauss_posteriors
 from asr_kd.hmm.model import GmmHmm
 from asr_kd.hmm.train_mono import AlignConfig, align_batched
 from asr_kd.hmm.transitions import TransitionModel
@@ -80,18 +80,6 @@ def identity(dim: int) -> torch.Tensor:
     return torch.eye(dim, dim + 1, dtype=F64)
 
 
-def _batches(utts: list[str], lengths: Mapping[str, int], max_frames: int) -> Iterator[list[str]]:
-    batch, frames = [], 0
-    for u in utts:
-        if batch and frames + lengths[u] > max_frames:
-            yield batch
-            batch, frames = [], 0
-        batch.append(u)
-        frames += lengths[u]
-    if batch:
-        yield batch
-
-
 def estimate_transforms(gmm: DiagGmm, feats: Mapping[str, torch.Tensor],
                         pdf_alis: Mapping[str, np.ndarray], spk_of_utt: Mapping[str, str],
                         sil_pdf: np.ndarray, cfg: FmllrConfig, device: torch.device,
@@ -126,7 +114,7 @@ def estimate_transforms(gmm: DiagGmm, feats: Mapping[str, torch.Tensor],
         group = spks[g0:g0 + cfg.spk_batch]
         index = {s: i for i, s in enumerate(group)}
         stats = FmllrStats.zeros(len(group), d, device)
-        for batch in _batches([u for s in group for u in utts_of[s]], lengths,
+        for batch in frame_batches([u for s in group for u in utts_of[s]], lengths,
                               cfg.batch_frames):
             pdf = np.concatenate([pdf_alis[u] for u in batch])
             w = weight_of_pdf[pdf]

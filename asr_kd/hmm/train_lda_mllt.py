@@ -24,13 +24,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from asr_kd.hmm.lda_mllt import ClassStats, MlltStats, estimate_lda, estimate_mllt
+from asr_kd.hmm.lda_mllt import (
+    ClassStats,
+    MlltStats,
+    estimate_lda,
+    estimate_mllt,
+    frame_batches,
+)
 from asr_kd.hmm.model import GmmFeatureConfig, GmmHmm
 from asr_kd.hmm.train_mono import train_em
 from asr_kd.hmm.train_tri import TriConfig, init_tri
@@ -65,19 +70,6 @@ def _check(cfg: Tri2Config) -> None:
         raise ValueError(f"mllt_iters {late} are outside the {cfg.num_iters} iterations")
 
 
-def _batches(utts: list[str], lengths: dict[str, int], max_frames: int) -> Iterator[list[str]]:
-    """Consecutive groups of utterances of at most `max_frames` frames (at least one each)."""
-    batch, frames = [], 0
-    for u in utts:
-        if batch and frames + lengths[u] > max_frames:
-            yield batch
-            batch, frames = [], 0
-        batch.append(u)
-        frames += lengths[u]
-    if batch:
-        yield batch
-
-
 def _features(feature: GmmFeatureConfig, fbank: dict[str, torch.Tensor],
               device: torch.device) -> dict[str, torch.Tensor]:
     return {u: feature.apply(x.to(device)) for u, x in fbank.items()}
@@ -91,7 +83,7 @@ def lda_stats(feature: GmmFeatureConfig, fbank: dict[str, torch.Tensor],
     keep_tid = ~np.isin(src.tm.tid2phone, list(silence_phones))  # [num_tids + 1]
     stats = None
     lengths = {u: len(a) for u, a in alis.items()}
-    for batch in _batches(list(alis), lengths, batch_frames):
+    for batch in frame_batches(list(alis), lengths, batch_frames):
         x = torch.cat([feature.apply(fbank[u].to(device)) for u in batch])  # [N, D']
         tids = np.concatenate([alis[u] for u in batch])
         keep = torch.from_numpy(keep_tid[tids]).to(device)
@@ -125,7 +117,7 @@ class MlltUpdates:
         t0 = time.time()
         keep_tid = ~np.isin(model.tm.tid2phone, self.silence_phones)
         acc = MlltStats.zeros(model.gmm.means.shape[-1], self.device)
-        for batch in _batches(list(alis), self.lengths, self.cfg.batch_frames):
+        for batch in frame_batches(list(alis), self.lengths, self.cfg.batch_frames):
             tids = np.concatenate([alis[u] for u in batch])
             keep = torch.from_numpy(keep_tid[tids]).to(self.device)
             pdf = torch.from_numpy(model.tm.tid2pdf[tids]).to(self.device)
