@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import kaldiio
 import numpy as np
@@ -35,25 +34,14 @@ from asr_kd.hmm.train_sat import SatConfig, train_sat
 from asr_kd.steps.common import load_dir_feats, read_int_vectors
 from asr_kd.utils.config import load_config
 from tests.conftest import REPO, copy_recipe, corpus, run_recipe
+from tests.test_tri2 import TRI2, asr_kd
 
 # tests/test_tri2.py's tri2, and a SAT system on its alignments with the same schedule and tree,
 # fMLLR on three of its ten rounds: small enough for two busy cores.
-TRI2 = {"num_iters": 10, "max_iter_inc": 6, "total_gauss": 100, "realign_iters": [5],
-        "mllt_iters": [2, 4, 6], "splice": 3, "lda_dim": 40, "seed": 0,
-        "tree": {"num_leaves": 16, "min_count": 20, "min_gain": 0},
-        "feature": {"type": "mfcc", "num_ceps": 13, "delta_order": 0}}
 TRI3 = {"num_iters": 10, "max_iter_inc": 6, "total_gauss": 100, "realign_iters": [5],
         "fmllr_iters": [2, 4, 6], "seed": 0,
         "tree": {"num_leaves": 16, "min_count": 20, "min_gain": 0},
         "feature": {"type": "mfcc", "num_ceps": 13, "delta_order": 0, "splice": 3}}
-
-
-def asr_kd(*args: str, cwd) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "asr_kd", *args, "--device", "cpu"], cwd=cwd,
-                          env=env, text=True, capture_output=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
 
 
 @pytest.fixture(scope="module")
