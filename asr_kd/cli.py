@@ -20,7 +20,7 @@
     asr-kd score-specialists MODEL DATA_DIR ALI_DIR DECODE_DIR
     asr-kd make-graph LANG_DIR MODEL_DIR GRAPH_DIR --config conf/graph.yaml
     asr-kd decode --system NAME MODEL GRAPH_DIR DATA_DIR DECODE_DIR [--ali-dir ALI_DIR]
-        [--decoder reference|torch]
+        [--decoder reference|torch] [--lm-weights 7:17 | --lm-weight-from DEV_DECODE_DIR]
     asr-kd report EXP_DIR --corpus NAME --test-set SET [--test-set SET2 ...]
     asr-kd evaluate RECIPE_DIR DATA_DIR --system NAME [--decoder reference|torch]
 
@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from asr_kd.decode import DEFAULT_DECODER, decode_marker, decoder_names
+from asr_kd.decode.lm_weight import DEFAULT_PENALTIES
 from asr_kd.utils.io import is_done
 from asr_kd.utils.logging import setup_logging
 
@@ -189,10 +190,17 @@ def cmd_make_graph(a):
 
 def cmd_decode(a):
     from asr_kd.decode import DecodeConfig
+    from asr_kd.decode.lm_weight import parse_lm_weights
     from asr_kd.steps.decode import run_decode
 
+    lm_weights = parse_lm_weights(a.lm_weights) if a.lm_weights else None
+    if lm_weights and a.lm_weight_from:
+        raise ValueError("--lm-weights searches a grid on this set and --lm-weight-from takes "
+                         "a dev set's choice: give one of them")
     run_decode(a.system, a.model, a.graph_dir, a.data_dir, a.decode_dir,
-               stage_config(DecodeConfig, a), _device(a), ali_dir=a.ali_dir, decoder=a.decoder)
+               stage_config(DecodeConfig, a), _device(a), ali_dir=a.ali_dir, decoder=a.decoder,
+               lm_weights=lm_weights, penalties=a.word_ins_penalties,
+               lm_weight_from=a.lm_weight_from)
 
 
 def cmd_report(a):
@@ -283,6 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
                                  "distilled runs are a pair); default: the config's name")
         if verb == "decode":
             sp.add_argument("--ali-dir", default=None, help="alignments for frame accuracy")
+            sp.add_argument("--lm-weights", default=None, metavar="MIN:MAX|W,W,...",
+                            help="search every LM weight (1 / acoustic scale) and word "
+                                 "insertion penalty and keep the best, as Kaldi's score.sh on "
+                                 "a dev set (e.g. 7:17; each point's WER in wer_<W>_<P>)")
+            sp.add_argument("--word-ins-penalties", type=float, nargs="+",
+                            default=list(DEFAULT_PENALTIES),
+                            help="the penalties of the --lm-weights grid")
+            sp.add_argument("--lm-weight-from", default=None, metavar="DEV_DECODE_DIR",
+                            help="decode at the LM weight and penalty a dev decode with "
+                                 "--lm-weights chose (the WER at the config's own weight is "
+                                 "kept beside it)")
         if verb == "align":
             sp.add_argument("--transform-dir", default=None,
                             help="a speaker-adapted model (tri3) aligns with the fMLLR "

@@ -20,7 +20,8 @@ data/transfer_librispeech_dev_clean, LibriSpeech audio untranscribed, for distil
 
 Usage (from the repository root; run.sh: `local_py an4 ...`, see local/cli.py):
     python -m local.an4 download --dest corpus [--no-shared]   # prints the corpus dir
-    python -m local.an4 prepare --corpus-dir DIR --data-dir data [--lm-order 3]
+    python -m local.an4 prepare --corpus-dir DIR --data-dir data [--lm-order 3] \
+        [--dev-speakers 6]
     python -m local.an4 transfer --data-dir data [--force]
 """
 
@@ -165,14 +166,43 @@ def audio_files(corpus_dir) -> list[tuple[str, str, Path]]:
     return out
 
 
-def prepare_an4(corpus_dir, output_dir, lm_order: int = 3, force: bool = False):
+def dev_speakers_of(speakers, n: int) -> list[str]:
+    """`n` speakers spread evenly over the sorted list (AN4's ids start with f or m, so the
+    spread takes both)."""
+    speakers = sorted(set(speakers))
+    if not 0 <= n < len(speakers):
+        raise ValueError(f"--dev-speakers {n}: the training set has {len(speakers)} speakers")
+    return [speakers[(2 * i + 1) * len(speakers) // (2 * n)] for i in range(n)]
+
+
+def split_dev(train, n: int):
+    """(train, dev) from train's (wav, text, utt2spk): dev holds every utterance of `n` whole
+    training speakers (dev_speakers_of), train the rest."""
+    wav, text, utt2spk = train
+    held = set(dev_speakers_of(utt2spk.values(), n))
+    parts = [({}, {}, {}), ({}, {}, {})]
+    for u in wav:
+        part = parts[utt2spk[u] in held]
+        for table, src in zip(part, (wav, text, utt2spk)):
+            table[u] = src[u]
+    return parts[0], parts[1]
+
+
+def prepare_an4(corpus_dir, output_dir, lm_order: int = 3, dev_speakers: int = 0,
+                force: bool = False):
     """Write `train`, `test`, `local/dict` and `local/lm.arpa` (Kneser-Ney on train text)
-    under `output_dir`; a rerun is skipped when done with the same LM order."""
+    under `output_dir`; with `dev_speakers`, also `dev`: that many whole training speakers,
+    out of train (and of the LM's text), the set that chooses the LM weight. A rerun is
+    skipped when done with the same options."""
     corpus_dir, out = Path(corpus_dir), Path(output_dir)
     paths = {"train": out / "train", "test": out / "test", "dict": out / "local" / "dict",
              "lm": out / "local" / "lm.arpa"}
-    stages = [paths["train"], paths["test"], paths["dict"], out / "local"]
-    opts, opts_file = f"lm_order={lm_order}", out / "local" / "an4_options"
+    if dev_speakers:
+        paths["dev"] = out / "dev"
+    splits = [k for k in ("train", "dev", "test") if k in paths]
+    stages = [paths[k] for k in splits] + [paths["dict"], out / "local"]
+    opts = f"lm_order={lm_order}" + (f" dev_speakers={dev_speakers}" if dev_speakers else "")
+    opts_file = out / "local" / "an4_options"
     if (not force and all(is_done(d) for d in stages) and opts_file.is_file()
             and opts_file.read_text().strip() == opts):
         _log(f"{out} already prepared ({opts}); skipping (use --force to redo)")
@@ -184,6 +214,10 @@ def prepare_an4(corpus_dir, output_dir, lm_order: int = 3, force: bool = False):
     lexicon, phones = read_lexicon(etc)
     fillers = {ln.split()[0] for ln in (etc / "an4.filler").read_text().splitlines() if ln.strip()}
     sets = {k: read_split(corpus_dir, name, lexicon, fillers) for k, name in SPLITS.items()}
+    if dev_speakers:
+        sets["train"], sets["dev"] = split_dev(sets["train"], dev_speakers)
+    elif (out / "dev").is_dir():  # an earlier preparation's, whose speakers are train's now
+        shutil.rmtree(out / "dev")
     for k, (wav, text, utt2spk) in sets.items():
         write_data_dir(paths[k], wav, text, utt2spk)
 
@@ -200,10 +234,14 @@ def prepare_an4(corpus_dir, output_dir, lm_order: int = 3, force: bool = False):
     write_text(paths["lm"], lm.to_arpa())
     write_text(opts_file, opts + "\n")
 
-    for k in ("train", "test"):
+    for k in splits:
         load_data_dir(paths[k])
     for stage in stages:  # `local` last: it stands for the whole preparation
         mark_done(stage)
+    if dev_speakers:
+        dev_utt2spk = sets["dev"][2]
+        _log(f"dev: {len(dev_utt2spk)} utterances of {dev_speakers} training speakers "
+             f"({' '.join(sorted(set(dev_utt2spk.values())))}), out of train and the LM")
     _log(f"prepared {len(train_text)} train and {len(test_text)} test utterances under {out}; "
          f"lexicon {len(lexicon)} words, {len(phones)} speech phones; {lm_order}-gram "
          f"Kneser-Ney LM: test perplexity {lm.perplexity(test_text):.2f}")
@@ -217,6 +255,9 @@ def _download_args(p) -> None:
 
 def _prepare_args(p) -> None:
     p.add_argument("--lm-order", type=int, default=3, help="order of the Kneser-Ney LM")
+    p.add_argument("--dev-speakers", type=int, default=0,
+                   help="hold this many whole training speakers out as data/dev (the LM "
+                        "weight's choice)")
 
 
 CLI = Corpus("an4", __doc__, download_an4, prepare_an4, holds="etc/ and wav/", url=AN4_URL,

@@ -128,6 +128,29 @@ def test_dict_and_lm(prepared):
     assert arpa == train_kneser_ney(train, order=3, vocab=words).to_arpa()
 
 
+def test_dev_speakers_are_whole_training_speakers_out_of_train_and_the_lm(prepared, tmp_path,
+                                                                          capsys):
+    src, _, paths = prepared
+    full = load_data_dir(paths["train"])
+    dev_paths = an4.prepare_an4(src, tmp_path / "data", dev_speakers=6)
+    train, dev = load_data_dir(dev_paths["train"]), load_data_dir(dev_paths["dev"])
+    # evenly spread over the 74 sorted speakers: both f and m ones
+    assert sorted(dev.spk2utt) == ["fjdn", "ftal", "mdcs2", "mjes", "mmtm", "msmn"]
+    assert not set(train.spk2utt) & set(dev.spk2utt)
+    assert sorted(train.utts + dev.utts) == full.utts and len(dev.utts) == 74
+    assert {u: full.text[u] for u in dev.utts} == dev.text
+    words = {ln.split()[0] for ln in (dev_paths["dict"] / "lexicon.txt").read_text().splitlines()}
+    assert dev_paths["lm"].read_text() == train_kneser_ney(
+        list(train.text.values()), order=3, vocab=words - {"<SIL>"}).to_arpa()
+    assert ("dev: 74 utterances of 6 training speakers (fjdn ftal mdcs2 mjes mmtm msmn), out of "
+            "train and the LM") in capsys.readouterr().err
+    an4.prepare_an4(src, tmp_path / "data")  # without them: train is whole again, no dev
+    assert load_data_dir(dev_paths["train"]).utts == full.utts
+    assert not (tmp_path / "data" / "dev").exists()
+    with pytest.raises(ValueError, match="^--dev-speakers 74: the training set has 74 speakers$"):
+        an4.prepare_an4(src, tmp_path / "data2", dev_speakers=74)
+
+
 def test_rerun_order_and_oov_error(tmp_path, capsys):
     src, data = corpus("an4"), tmp_path / "data"
     paths = an4.prepare_an4(src, data, lm_order=2)

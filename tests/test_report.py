@@ -112,3 +112,23 @@ def test_run_json_names_role_settings_and_config_hash(tmp_path):
     assert p["config_sha256"] != config_sha256({**cfg, "lr": 0.002})
     with pytest.raises(ValueError, match="unknown run role 'tuning'"):
         write_run(tmp_path, "tuning")
+
+
+def test_table1_gives_each_dev_chosen_lm_weight_beside_the_fixed_weight_wer(exp):
+    scores_path = exp / "small_b" / "decode_test" / "scores.json"
+    scores = json.loads(scores_path.read_text())
+    scores["lm_tuning"] = {"chosen": {"lm_weight": 12.0, "word_ins_penalty": 0.5},
+                           "chosen_on": "data/dev", "fixed": {"lm_weight": 10.0,
+                                                              "word_ins_penalty": 0.0},
+                           "wer_fixed": 11.0, "grid": None}
+    scores_path.write_text(json.dumps(scores))
+    out = make_report(exp, "toy", "test", recipe_dir=exp.parent)
+    md = out["markdown"]
+    assert ("| system | WER % | errors | frame acc % | params | FLOPs/frame | decode RTFx | kept "
+            "| LM weight, penalty | WER % at weight 10 |") in md
+    assert "| small_b | 10.00 | 1 / 10 (0 ins, 0 del, 1 sub) | 65.00 |" in md
+    assert md.split("| small_b |")[1].split("\n")[0].endswith("| 0.50 | 12, 0.5 | 11.00 |")
+    assert md.split("| small_a |")[1].split("\n")[0].endswith("| - | - | - |")
+    assert "the lowest WER on data/dev" in md
+    assert out["results"]["systems"]["small_b"]["lm_tuning"]["chosen"]["lm_weight"] == 12.0
+    assert out["results"]["systems"]["small_a"]["lm_tuning"] is None

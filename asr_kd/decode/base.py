@@ -10,7 +10,8 @@ them, not a decoder: the torch decoder on a GPU, the reference on the CPU (`reso
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -48,6 +49,13 @@ class Decoder:
 
     def decode_batch(self, loglikes: list[torch.Tensor | np.ndarray]) -> list[Hypothesis | None]:
         raise NotImplementedError
+
+    def rescaled(self, acoustic_scale: float) -> Decoder:
+        """This decoder at another acoustic scale, sharing its graph (a decoder reads
+        cfg.acoustic_scale as it decodes): the LM-weight grid of asr_kd.decode.lm_weight."""
+        other = copy.copy(self)
+        other.cfg = replace(self.cfg, acoustic_scale=acoustic_scale)
+        return other
 
 
 _DECODERS = Registry("decoder")

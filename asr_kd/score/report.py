@@ -467,20 +467,33 @@ def _table1(ts: dict, systems: dict, recipe_dir) -> list[str]:
     lines = [_heading(ts), ""]
     if not systems:
         return lines + [f"No system is decoded on {ts['name']}.", ""]
+    tuned = {n: _lm_tuning(s) for n, s in systems.items()}
+    fixed = sorted({t["fixed"]["lm_weight"] for t in tuned.values() if t})
+    lm_cols = (f"| LM weight, penalty | WER % at weight {'/'.join(f'{w:g}' for w in fixed)} "
+               if fixed else "")
     lines += ["| system | WER % | errors | frame acc % | params | FLOPs/frame | decode RTFx "
-              "| kept |", "|---|---|---|---|---|---|---|---|"]
+              f"| kept {lm_cols}|", "|---|---|---|---|---|---|---|---|" + "---|" * (2 * bool(fixed))]
     for n, s in systems.items():
         det = s["wer_detail"]
         k = "-"
         if n in kept_of and kept_of[n][1] is not None:
             hard, kv = kept_of[n]
             k = f"{kv:.2f}" + ("" if ts["ens"] - hard.acc >= MIN_GAIN else " (not claimed)")
+        t = tuned[n]
+        lm = ("" if not fixed else "| - | - " if not t else
+              f"| {t['chosen']['lm_weight']:g}, {t['chosen']['word_ins_penalty']:g} "
+              f"| {t['wer_fixed']:.2f} ")
         lines.append(f"| {n} | {s['wer']:.2f} | {det['errors']} / {det['words']} "
                      f"({det['ins']} ins, {det['dels']} del, {det['subs']} sub) | "
                      f"{_fmt(s['frame_acc'], '.2f')} | {s['params']:,} | "
                      f"{_fmt(s.get('flops_per_frame'), ',')} | "
-                     f"{_fmt(_decode_rtfx(s), '.0f')} | {k} |")
+                     f"{_fmt(_decode_rtfx(s), '.0f')} | {k} {lm}|")
     lines.append("")
+    if fixed:
+        on = sorted({t["chosen_on"] for t in tuned.values() if t})
+        lines.append(f"LM weight, penalty: each system's, the lowest WER on {', '.join(on)} "
+                     "(the weights and word insertion penalties of Kaldi's score.sh); WER % "
+                     "at the decode config's fixed weight (penalty 0) beside it.  ")
     lines.append("decode RTFx: seconds of audio per second of decoding (the network's scores and "
                  "the search).  ")
     for kd, hard, k in ts["kept"].values():
@@ -498,6 +511,13 @@ def _table1(ts: dict, systems: dict, recipe_dir) -> list[str]:
     lines += ["", "Kaldi-format lines:", "", "```"]
     lines += [f"{n}: {s['kaldi_line']}" for n, s in systems.items()]
     return lines + ["```", ""]
+
+
+def _lm_tuning(scores: dict) -> dict | None:
+    """A decode's LM weight choice, where one was made on a dev set (asr_kd.decode.lm_weight):
+    a decode at its config's fixed weight has none."""
+    t = scores.get("lm_tuning")
+    return t if t and t.get("chosen_on") else None
 
 
 def _seed_tables(ts: dict) -> list[str]:
@@ -591,7 +611,7 @@ def make_report(exp_dir, corpus: str, test_set, recipe_dir=".") -> dict:
                  "flops_per_frame": s.get("flops_per_frame"),
                  "hyp": _rel(s["hyp"], recipe_dir), "kaldi_line": s["kaldi_line"],
                  "score_map": _rel(s.get("score_map"), recipe_dir),
-                 "run": _run_provenance(r)}
+                 "lm_tuning": _lm_tuning(s), "run": _run_provenance(r)}
         for r, s in ((r, r.scores) for r in main["table1"])},
         "kept": main["kept"].get(f"{PRIMARY_GROUP}_kd", (None, None, None))[2],
         "kept_by_system": {sys_: k for sys_, (_, _, k) in main["kept"].items()},

@@ -32,6 +32,14 @@ from asr_kd.decode import (
     make_decoder,
     resolve_decoder,
 )
+from asr_kd.decode.lm_weight import (
+    DEFAULT_PENALTIES,
+    LmPoint,
+    add_word_penalty,
+    choose,
+    lm_grid,
+    read_choice,
+)
 from asr_kd.features import as_tensors
 from asr_kd.hmm.model import GmmHmm
 from asr_kd.hmm.sat import (
@@ -56,12 +64,20 @@ log = logging.getLogger(__name__)
 
 def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: DecodeConfig,
                device, ali_dir=None, batch_size: int = 16,
-               decoder: str = DEFAULT_DECODER, fmllr_estimates: int = 2) -> dict:
+               decoder: str = DEFAULT_DECODER, fmllr_estimates: int = 2,
+               lm_weights: list[float] | None = None, penalties=DEFAULT_PENALTIES,
+               lm_weight_from=None) -> dict:
     """Decode `data_dir` with the model at `model_path` over `graph_dir`'s HCLG into `out_dir`.
     A speaker-adapted GMM (tri3) is decoded as decode_fmllr.sh does: its test speakers'
     transforms come from `decode_fmllr_transforms` (`fmllr_estimates` of them, Kaldi's 2; on
     AN4 1 gave 4.53% WER, 2 4.27%, 3 4.27%) and go to `out_dir`/trans.{ark,scp}, the
-    speaker-independent pass's WER and the fMLLR gains to scores.json's `fmllr`."""
+    speaker-independent pass's WER and the fMLLR gains to scores.json's `fmllr`.
+
+    The LM weight (asr_kd.decode.lm_weight): by default `cfg`'s acoustic scale alone. With
+    `lm_weights`, every (weight, penalty) of the grid is searched (its WER in wer_<W>_<P>) and
+    the best is this decode's (a dev set's choice). With `lm_weight_from`, a dev decode dir, its
+    choice is this decode's. scores.json's `lm_tuning` has the point and the WER at `cfg`'s
+    fixed weight beside it (`wer_fixed`)."""
     out_dir, graph_dir = Path(out_dir), Path(graph_dir)
     decoder = resolve_decoder(decoder, device)
     for name in decoder_names():
@@ -71,7 +87,17 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
     if ali_dir is not None and (Path(ali_dir) / "ali.ark").exists():
         ali = read_alignments(ali_dir, d, feats)
     model = load_acoustic_model(model_path, device)
-    search = make_decoder(decoder, read_fst(graph_dir / "HCLG.fst"), cfg, device)
+    hclg = read_fst(graph_dir / "HCLG.fst")
+    search = make_decoder(decoder, hclg, cfg, device)
+    fixed = LmPoint.of_scale(cfg.acoustic_scale)
+    grid = lm_grid(lm_weights, penalties) if lm_weights else None
+    chosen, chosen_on = fixed, None
+    if grid is not None:
+        chosen_on = str(data_dir)
+    elif lm_weight_from is not None:
+        chosen, chosen_on = read_choice(lm_weight_from)
+    points = list(dict.fromkeys((grid or [chosen]) + [fixed]))
+    searches = lm_searches(points, search, hclg, cfg, decoder, device)
     id2word = {i: w for w, i in read_symbols(graph_dir / "words.txt").items()}
     feats_t = as_tensors(feats)
     utts = d.utts
@@ -88,24 +114,42 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
 
         def score(batch):
             return model.scores([feats_t[u] for u in batch])
-    found, preds, t_model, t_search = search_all(score, search, utts, batch_size,
-                                                 f"decode {system}")
+    found_at, preds, t_model, t_search = search_grid(score, searches, utts, batch_size,
+                                                     f"decode {system}")
+    score_map = graph_dir / SCORE_MAP_FILE
+    mapping = read_score_map(score_map) if score_map.is_file() else None
+    refs = d.text if mapping is None else apply_score_map(d.text, mapping)
+
+    def words_of(found) -> dict[str, list[str]]:
+        return {u: [id2word[w] for w in found[u].words] if found[u] is not None else []
+                for u in utts}
+
+    def wer_of(hyps):
+        return compute_wer(refs, hyps if mapping is None else apply_score_map(hyps, mapping))
+
+    wers = {pt: wer_of(words_of(found_at[pt])) for pt in points}
+    for stale in out_dir.glob("wer_*_*"):  # a grid's, from before
+        stale.unlink()
+    if grid is not None:
+        chosen = choose({pt: w.wer for pt, w in wers.items()}, grid, fixed)
+        for pt in grid:
+            write_text(out_dir / f"wer_{pt.name}", wers[pt].kaldi_line() + "\n")
+        log.info("LM weight %g, word insertion penalty %g: the best of %d points (%.2f%% WER; "
+                 "%.2f%% at the fixed weight %g)", chosen.lm_weight, chosen.penalty, len(grid),
+                 wers[chosen].wer, wers[fixed].wer, fixed.lm_weight)
+    found, wer = found_at[chosen], wers[chosen]
+    hyps = words_of(found)
     failed = [u for u in utts if found[u] is None or not found[u].reached_final]
-    hyps = {u: [id2word[w] for w in found[u].words] if found[u] is not None else []
-            for u in utts}
     if failed:
         log.warning("%d utterances reached no final state: %s", len(failed), " ".join(failed[:10]))
-    refs, scored, score_map = d.text, hyps, graph_dir / SCORE_MAP_FILE
-    if score_map.is_file():
-        mapping = read_score_map(score_map)
-        refs, scored = apply_score_map(refs, mapping), apply_score_map(hyps, mapping)
+    if mapping is not None:
         write_lines(out_dir / "score_ref.txt", (" ".join([u] + refs[u]) for u in utts))
-        write_lines(out_dir / "score_hyp.txt", (" ".join([u] + scored[u]) for u in utts))
+        write_lines(out_dir / "score_hyp.txt",
+                    (" ".join([u] + s) for u, s in apply_score_map(hyps, mapping).items()))
     else:
         score_map = None
         for name in ("score_ref.txt", "score_hyp.txt"):
             (out_dir / name).unlink(missing_ok=True)
-    wer = compute_wer(refs, scored)
     frames = sum(len(p) for p in preds.values())
     acc = None if ali is None else frame_accuracy(preds, ali)[0]
     write_lines(out_dir / "hyp.txt", (" ".join([u] + hyps[u]) for u in utts))
@@ -123,11 +167,16 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
               "frames": frames, "model_seconds": round(t_model, 3),
               "search_seconds": round(t_search, 3),
               "search_rtfx": round(audio_s / t_search, 1) if t_search > 0 else None,
-              "no_final_state": failed, "decoder": decoder, "config": cfg.__dict__}
+              "no_final_state": failed, "decoder": decoder, "config": cfg.__dict__,
+              "lm_tuning": {"chosen": chosen.to_dict(),
+                            "chosen_on": chosen_on,
+                            "fixed": fixed.to_dict(),
+                            "wer_fixed": float(f"{wers[fixed].wer:.2f}"),
+                            "grid": None if grid is None
+                            else {pt.name: float(f"{wers[pt].wer:.2f}") for pt in grid}}}
     if fmllr is not None:  # the speaker-independent pass and each fMLLR estimate before this one
         si_hyps = {u: [id2word[w] for w in fmllr.si_words[u]] for u in utts}
-        si_wer = compute_wer(refs, si_hyps if score_map is None
-                             else apply_score_map(si_hyps, mapping))
+        si_wer = wer_of(si_hyps)
         scores["fmllr"] = {"si_wer": float(f"{si_wer.wer:.2f}"),
                            "si_kaldi_line": si_wer.kaldi_line(), "estimates": fmllr.estimates,
                            "seconds": round(fmllr.seconds, 3)}
@@ -136,7 +185,11 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
     acc_s = "n/a" if acc is None else f"{acc:.2f}%"
     if fmllr is not None:
         print(f"{system} (speaker-independent first pass): {scores['fmllr']['si_kaldi_line']}")
-    print(f"{system}: {wer.kaldi_line()} frame_acc {acc_s}")
+    lm_s = ""
+    if chosen_on is not None:
+        lm_s = (f" at LM weight {chosen.lm_weight:g}, penalty {chosen.penalty:g} "
+                f"(%WER {wers[fixed].wer:.2f} at the fixed weight {fixed.lm_weight:g})")
+    print(f"{system}: {wer.kaldi_line()} frame_acc {acc_s}{lm_s}")
     return scores
 
 
@@ -151,20 +204,41 @@ def search_all(score: Scorer, search, utts: list[str], batch_size: int, label: s
     for the search, scores for frame accuracy). Returns per utterance the best path (None: no
     path survived the beam) and the argmax pdf of every frame, and the seconds spent scoring
     and searching."""
-    found, preds = {}, {}
+    found, preds, t_model, t_search = search_grid(score, {None: search}, utts, batch_size, label)
+    return found[None], preds, t_model, t_search
+
+
+def search_grid(score: Scorer, searches: dict, utts: list[str], batch_size: int, label: str):
+    """search_all with several searches (one per key of `searches`) over each batch's scores,
+    scored once: the best paths come back per key. The seconds searching are the first
+    search's, the decode's own cost."""
+    found = {k: {} for k in searches}
+    preds = {}
     t_model = t_search = 0.0
     for i in progress(range(0, len(utts), batch_size), label, unit="batches"):
         batch = utts[i:i + batch_size]
         t0 = time.time()
         scored = score(batch)
         t_model += time.time() - t0
-        t0 = time.time()
-        hyps = search.decode_batch([ll for ll, _ in scored])
-        t_search += time.time() - t0
-        for u, (_, cls), hyp in zip(batch, scored, hyps):
+        for n, (k, search) in enumerate(searches.items()):
+            t0 = time.time()
+            hyps = search.decode_batch([ll for ll, _ in scored])
+            if n == 0:
+                t_search += time.time() - t0
+            found[k].update(zip(batch, hyps))
+        for u, (_, cls) in zip(batch, scored):
             preds[u] = cls.argmax(-1).cpu().numpy()
-            found[u] = hyp
     return found, preds, t_model, t_search
+
+
+def lm_searches(points: list[LmPoint], search, hclg, cfg: DecodeConfig, decoder: str,
+                device) -> dict[LmPoint, object]:
+    """A search per grid point: `search` (over `hclg` at `cfg`) at each point's acoustic scale,
+    over a copy of `hclg` with the point's word insertion penalty where it has one."""
+    by_penalty = {0.0: search}
+    for p in sorted({pt.penalty for pt in points} - {0.0}):
+        by_penalty[p] = make_decoder(decoder, add_word_penalty(hclg, p), cfg, device)
+    return {pt: by_penalty[pt.penalty].rescaled(pt.acoustic_scale) for pt in points}
 
 
 def gmm_scorer(model: GmmHmm, feats: dict[str, torch.Tensor],

@@ -13,7 +13,7 @@
 #   [--temperatures "1 2 5 10"] [--alphas "0.2 0.8"] [--shares 3] [--students "student ..."]
 #   [--seeds "101 102"] [--speed-factors "0.9 1.1"] [--transfer-sets "transfer_... ..."]
 #   [--transfer-speed-factors "0.8 ... 1.2"]
-#   [--corpus-dir DIR] [--download] [--url URL] [--sha256 HEX] [--lm-order N]
+#   [--corpus-dir DIR] [--download] [--url URL] [--sha256 HEX] [--lm-order N] [--dev-speakers N]
 #   [--conf-dir conf|conf_ci]
 # Kaldi's AN4 recipe scores 10.61% WER with its monophone GMM and 5.95% with its best
 # (speaker-adapted triphone) GMM on the 773-word test set.
@@ -33,7 +33,10 @@ download=false  # true (--download): fetch CMU's archive into corpus/an4 even wh
 url=            # the archive to fetch; empty: CMU's an4_sphere.tar.gz (local/an4.py's AN4_URL)
 sha256=         # pins the archive (CMU publishes no sha256; stage 0 logs the one it fetched)
 lm_order=3      # Kneser-Ney n-gram on the training transcripts
+dev_speakers=0  # e.g. 6: data/dev, that many whole training speakers out of train and the LM;
+                # stage 9 picks each system's LM weight and penalty on it (common/stages.sh)
 . ../common/options.sh "$@"
+if [ "$dev_speakers" -gt 0 ]; then dev_set=dev; fi
 
 corpus=an4
 train=train
@@ -49,7 +52,7 @@ if run 1; then
   log "Stage 1: data dirs, an4.dic lexicon, a $lm_order-gram LM on the training transcripts;" \
     "transfer sets"
   local_py an4 prepare --corpus-dir "$(cat corpus.path)" --data-dir data \
-    --lm-order "$lm_order"
+    --lm-order "$lm_order" --dev-speakers "$dev_speakers"
   local_py an4 transfer --data-dir data
 fi
 . ../common/stages.sh

@@ -21,3 +21,7 @@ decoder=auto              # stages 9, 11-14: auto (torch on a GPU, else referenc
                           # (kaldi-decoder, CPU) or torch (ours, --device)
 gmm=tri1                  # stages 4-5: the DNN targets' GMM, tri1 (tied triphones), tri2, tri3 or mono
 sil_prob=0.5              # stage 2: optional silence between words in L
+dev_set=                  # stage 9: a data dir under data/ (run.sh's dev speakers) whose WER
+                          # picks each system's LM weight and penalty for the test sets
+lm_weights=7:17           # stage 9, with a dev set: the LM weights searched (Kaldi's score.sh)
+word_ins_penalties="0 0.5 1.0"  # stage 9, with a dev set: the penalties searched

@@ -45,6 +45,10 @@
 #                     holds only what differs; a file only there is used alone
 #   sil_prob          optional silence between words in L (default 0.5; 0 where silence is a
 #                     word of the transcripts, as TIMIT's sil)
+#   dev_set           a data dir of held-out training speakers (stage 1 makes it), e.g. dev:
+#                     stage 9 decodes it with every system at each LM weight of $lm_weights and
+#                     penalty of $word_ins_penalties, and decodes the test sets at the best
+#                     (RUN_DIR/decode_<dev_set>/wer_<W>_<P>; the fixed weight's WER is kept)
 # Their defaults are in recipes/common/defaults.sh.
 # Stage 13 (specialists, paper section 5) needs conf/specialists.yaml; teacher_1 is the
 # generalist.
@@ -83,14 +87,22 @@ fi
 # decode_system NAME MODEL RUN_DIR: decode every test set with one system into
 # RUN_DIR/decode_<set>; every system uses exp/graph and the targets' alignments, except a GMM
 # below $gmm, which has its own. A tri3 model decodes in two passes (asr-kd decode does them).
+# With a dev set, its decode searches the LM weights and penalties, and the test sets are
+# decoded at its choice.
 decode_system() {
-  local cf graph=exp/graph ali_gmm=$gmm t
+  local cf graph=exp/graph ali_gmm=$gmm t lm=()
   cf=$(conf decode_dnn.yaml)
   case "$2" in *.mdl) cf=$(conf decode_gmm.yaml) ;; esac
   case " $gmm_below " in *" $1 "*) graph=exp/graph_$1 ali_gmm=$1 ;; esac
+  if [ -n "$dev_set" ]; then
+    $asr decode --system "$1" "$2" $graph data/$dev_set "$3/decode_$dev_set" $cf \
+      --lm-weights "$lm_weights" --word-ins-penalties $word_ins_penalties \
+      --decoder "$decoder" $dev
+    lm=(--lm-weight-from "$3/decode_$dev_set")
+  fi
   for t in $test_sets; do
     $asr decode --system "$1" "$2" $graph data/$t "$3/decode_$t" --ali-dir exp/${ali_gmm}_ali_$t \
-      $cf --decoder "$decoder" $dev
+      $cf "${lm[@]}" --decoder "$decoder" $dev
   done
 }
 
@@ -140,7 +152,7 @@ if run 3; then
     $asr perturb-vtln data/$dnn_train data/transfer_${train}_vtln \
       --factors $transfer_vtln_factors --copies-only
   fi
-  for set in $(echo $train $dnn_train $test_sets | tr ' ' '\n' | awk '!seen[$0]++'); do
+  for set in $(echo $train $dnn_train $dev_set $test_sets | tr ' ' '\n' | awk '!seen[$0]++'); do
     $asr compute-feats data/$set $(conf fbank.yaml) $pipes $dev
   done
 fi
