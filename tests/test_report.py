@@ -124,11 +124,30 @@ def test_table1_gives_each_dev_chosen_lm_weight_beside_the_fixed_weight_wer(exp)
     scores_path.write_text(json.dumps(scores))
     out = make_report(exp, "toy", "test", recipe_dir=exp.parent)
     md = out["markdown"]
-    assert ("| system | WER % | errors | frame acc % | params | FLOPs/frame | decode RTFx | kept "
-            "| LM weight, penalty | WER % at weight 10 |") in md
+    assert ("| system | WER % | errors | frame acc % | params | FLOPs/frame | decode RTFx "
+            "| train s | kept | LM weight, penalty | WER % at weight 10 |") in md
     assert "| small_b | 10.00 | 1 / 10 (0 ins, 0 del, 1 sub) | 65.00 |" in md
     assert md.split("| small_b |")[1].split("\n")[0].endswith("| 0.50 | 12, 0.5 | 11.00 |")
     assert md.split("| small_a |")[1].split("\n")[0].endswith("| - | - | - |")
     assert "the lowest WER on data/dev" in md
     assert out["results"]["systems"]["small_b"]["lm_tuning"]["chosen"]["lm_weight"] == 12.0
     assert out["results"]["systems"]["small_a"]["lm_tuning"] is None
+
+
+def test_table1_gives_training_time_from_epochs_and_gmm_logs(exp):
+    (exp / "small_b" / "history.json").write_text(json.dumps(
+        [{"epoch": 1, "seconds": 1000.5, "members": []}, {"epoch": 2, "seconds": 234.0,
+                                                          "members": []}]))
+    (exp / "teachers").mkdir()
+    (exp / "teachers" / "history.json").write_text(json.dumps([{"epoch": 1, "seconds": 77.0}]))
+    (exp / "mono" / "log").mkdir()
+    (exp / "mono" / "log" / "train-mono.log").write_text(
+        "x INFO [asr_kd] asr-kd train-mono finished in 129.4s\n"
+        "x INFO [asr_kd] asr-kd train-mono finished in 10.0s\n")  # the model of a --force rerun
+    out = make_report(exp, "toy", "test", recipe_dir=exp.parent)
+    rows = {ln.split(" | ")[0][2:]: ln.split(" | ") for ln in out["markdown"].splitlines()
+            if ln.startswith("| ") and " / 10 " in ln}
+    assert rows["small_b"][7] == "1,234" and rows["mono"][7] == "10"
+    assert rows["ensemble"][7] == "77" and rows["teacher_1"][7] == "-"
+    assert rows["small_a"][7] == "-"  # epochs without seconds
+    assert out["results"]["systems"]["small_b"]["train_seconds"] == 1234.5

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import statistics
 from pathlib import Path
 
@@ -152,6 +153,27 @@ def _decode_rtfx(s: dict) -> float | None:
     if s.get("frames") is None or None in secs or sum(secs) <= 0:
         return None
     return round(s["frames"] * FRAME_SHIFT / sum(secs), 1)
+
+
+_FINISHED = re.compile(r"asr-kd train-\S+ finished in ([0-9.]+)s")
+
+
+def _train_seconds(run: Run) -> float | None:
+    """Seconds a run trained: its epochs' (history.json, kept across restarts); the teachers'
+    for the ensemble (EXP/teachers, members trained together, so none for one teacher); a GMM's
+    training verb's wall time (its log's last `finished in` line: a --force rerun replaces it)."""
+    if run.role == "gmm":
+        found = [float(m[1]) for log in sorted((run.path / "log").glob("train-*.log"))
+                 for m in _FINISHED.finditer(log.read_text(errors="replace"))]
+        return found[-1] if found else None
+    hist = run.path / "history.json"
+    if run.role == "ensemble":
+        hist = run.path.parent / "teachers" / "history.json"
+    if not hist.is_file():
+        return None
+    epochs = json.loads(hist.read_text())
+    secs = [e["seconds"] for e in epochs if e.get("seconds") is not None]
+    return sum(secs) if secs and len(secs) == len(epochs) else None
 
 
 def _run_info(run_dir: Path) -> dict:
@@ -472,7 +494,9 @@ def _table1(ts: dict, systems: dict, recipe_dir) -> list[str]:
     lm_cols = (f"| LM weight, penalty | WER % at weight {'/'.join(f'{w:g}' for w in fixed)} "
                if fixed else "")
     lines += ["| system | WER % | errors | frame acc % | params | FLOPs/frame | decode RTFx "
-              f"| kept {lm_cols}|", "|---|---|---|---|---|---|---|---|" + "---|" * (2 * bool(fixed))]
+              f"| train s | kept {lm_cols}|",
+              "|---|---|---|---|---|---|---|---|---|" + "---|" * (2 * bool(fixed))]
+    train_s = {r.name: _train_seconds(r) for r in ts["table1"]}
     for n, s in systems.items():
         det = s["wer_detail"]
         k = "-"
@@ -487,7 +511,8 @@ def _table1(ts: dict, systems: dict, recipe_dir) -> list[str]:
                      f"({det['ins']} ins, {det['dels']} del, {det['subs']} sub) | "
                      f"{_fmt(s['frame_acc'], '.2f')} | {s['params']:,} | "
                      f"{_fmt(s.get('flops_per_frame'), ',')} | "
-                     f"{_fmt(_decode_rtfx(s), '.0f')} | {k} {lm}|")
+                     f"{_fmt(_decode_rtfx(s), '.0f')} | {_fmt(train_s.get(n), ',.0f')} | "
+                     f"{k} {lm}|")
     lines.append("")
     if fixed:
         on = sorted({t["chosen_on"] for t in tuned.values() if t})
@@ -495,7 +520,9 @@ def _table1(ts: dict, systems: dict, recipe_dir) -> list[str]:
                      "(the weights and word insertion penalties of Kaldi's score.sh); WER % "
                      "at the decode config's fixed weight (penalty 0) beside it.  ")
     lines.append("decode RTFx: seconds of audio per second of decoding (the network's scores and "
-                 "the search).  ")
+                 "the search). train s: seconds of training (a DNN's epochs, the teachers' for "
+                 "the ensemble; a GMM's training stage) as measured, other jobs on the same "
+                 "cores included.  ")
     for kd, hard, k in ts["kept"].values():
         if k is None:
             continue
@@ -611,7 +638,8 @@ def make_report(exp_dir, corpus: str, test_set, recipe_dir=".") -> dict:
                  "flops_per_frame": s.get("flops_per_frame"),
                  "hyp": _rel(s["hyp"], recipe_dir), "kaldi_line": s["kaldi_line"],
                  "score_map": _rel(s.get("score_map"), recipe_dir),
-                 "lm_tuning": _lm_tuning(s), "run": _run_provenance(r)}
+                 "lm_tuning": _lm_tuning(s), "train_seconds": _round(_train_seconds(r), 1),
+                 "run": _run_provenance(r)}
         for r, s in ((r, r.scores) for r in main["table1"])},
         "kept": main["kept"].get(f"{PRIMARY_GROUP}_kd", (None, None, None))[2],
         "kept_by_system": {sys_: k for sys_, (_, _, k) in main["kept"].items()},
