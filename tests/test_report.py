@@ -150,4 +150,4 @@ def test_table1_gives_training_time_from_epochs_and_gmm_logs(exp):
     assert rows["small_b"][7] == "1,234" and rows["mono"][7] == "10"
     assert rows["ensemble"][7] == "77" and rows["teacher_1"][7] == "-"
     assert rows["small_a"][7] == "-"  # epochs without seconds
-    assert out["results"]["systems"]["small_b"]["train_seconds"] == 1234.5
+    assert "train_seconds" not in out["results"]["systems"]["small_b"]  # no timings there

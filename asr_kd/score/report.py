@@ -638,8 +638,7 @@ def make_report(exp_dir, corpus: str, test_set, recipe_dir=".") -> dict:
                  "flops_per_frame": s.get("flops_per_frame"),
                  "hyp": _rel(s["hyp"], recipe_dir), "kaldi_line": s["kaldi_line"],
                  "score_map": _rel(s.get("score_map"), recipe_dir),
-                 "lm_tuning": _lm_tuning(s), "train_seconds": _round(_train_seconds(r), 1),
-                 "run": _run_provenance(r)}
+                 "lm_tuning": _lm_tuning(s), "run": _run_provenance(r)}
         for r, s in ((r, r.scores) for r in main["table1"])},
         "kept": main["kept"].get(f"{PRIMARY_GROUP}_kd", (None, None, None))[2],
         "kept_by_system": {sys_: k for sys_, (_, _, k) in main["kept"].items()},
