@@ -20,8 +20,8 @@ import numpy as np
 
 from asr_kd.utils.fst import from_arrays, to_arrays_exact
 
-# Kaldi's score.sh defaults: --min-lmwt 7 --max-lmwt 17, --word_ins_penalty 0.0,0.5,1.0
-DEFAULT_LM_WEIGHTS = "7:17"
+# Kaldi's score.sh default penalties (--word_ins_penalty 0.0,0.5,1.0; its weights, 7:17, are
+# the recipes' lm_weights)
 DEFAULT_PENALTIES = (0.0, 0.5, 1.0)
 
 

@@ -127,7 +127,8 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
     def wer_of(hyps):
         return compute_wer(refs, hyps if mapping is None else apply_score_map(hyps, mapping))
 
-    wers = {pt: wer_of(words_of(found_at[pt])) for pt in points}
+    hyps_at = {pt: words_of(found_at[pt]) for pt in points}
+    wers = {pt: wer_of(hyps_at[pt]) for pt in points}
     for stale in out_dir.glob("wer_*_*"):  # a grid's, from before
         stale.unlink()
     if grid is not None:
@@ -137,8 +138,7 @@ def run_decode(system: str, model_path, graph_dir, data_dir, out_dir, cfg: Decod
         log.info("LM weight %g, word insertion penalty %g: the best of %d points (%.2f%% WER; "
                  "%.2f%% at the fixed weight %g)", chosen.lm_weight, chosen.penalty, len(grid),
                  wers[chosen].wer, wers[fixed].wer, fixed.lm_weight)
-    found, wer = found_at[chosen], wers[chosen]
-    hyps = words_of(found)
+    found, wer, hyps = found_at[chosen], wers[chosen], hyps_at[chosen]
     failed = [u for u in utts if found[u] is None or not found[u].reached_final]
     if failed:
         log.warning("%d utterances reached no final state: %s", len(failed), " ".join(failed[:10]))
