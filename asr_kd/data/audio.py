@@ -1,19 +1,16 @@
-"""Reading the audio that wav.scp points at.
-
-Samples come back as float32 in int16 scale (the integer sample values as floats), which is what
-Kaldi's fbank/MFCC code expects: its dither and energy floor are tuned to that range.
-"""
+"""Reading the audio that wav.scp points at: files as the runtime reads them
+(asr_kd_runtime.audio: int16-scale float32 samples, named errors, torchaudio's resampling), and
+shell pipes, segments and speed perturbation here."""
 
 from __future__ import annotations
 
 import io
-import re
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+from asr_kd_runtime.audio import AudioError, read_audio_source, resample
+from asr_kd_runtime.audio import read_audio as read_audio_file
 
 from asr_kd.data.datadir import DataDir, data_error, is_pipe, raise_problem
 
@@ -21,64 +18,7 @@ from asr_kd.data.datadir import DataDir, data_error, is_pipe, raise_problem
 # --max-overshoot, a small overshoot is clipped and a larger one is an error.
 MAX_OVERSHOOT_S = 0.5
 
-# Streamed WAV writers (sox/ffmpeg to a pipe) cannot seek back to fill in the data size, so they
-# leave 0 or a huge placeholder; such a header says nothing about truncation.
-_STREAMING_DATA_SIZE = 0x7FFF0000
-
-
-class AudioError(ValueError):
-    """Audio that cannot be read or is not usable mono speech."""
-
-
-def _nist_sample_count(source) -> int | None:
-    """`sample_count` of a NIST SPHERE header (TIMIT, WSJ), or None where it has none."""
-    if isinstance(source, io.BytesIO):
-        head = source.getvalue()[:4096]
-    else:
-        with open(source, "rb") as fh:
-            head = fh.read(4096)
-    m = re.search(rb"^sample_count\s+-i\s+(\d+)\s*$", head.split(b"end_head")[0], re.MULTILINE)
-    return int(m.group(1)) if m else None
-
-
-def _check_truncated(f: sf.SoundFile, name: str, source) -> None:
-    """Reject WAV and NIST SPHERE files holding fewer samples than their header says.
-
-    libsndfile silently reads what is there, so a half-copied file would otherwise pass.
-    """
-    if f.format == "NIST":
-        declared = _nist_sample_count(source)
-        if declared is not None and f.frames < declared:
-            raise AudioError(f"audio '{name}': truncated: header declares {declared} samples "
-                             f"but the file holds {f.frames}")
-        return
-    if f.format not in ("WAV", "WAVEX", "RF64"):
-        return
-    m = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info, re.MULTILINE)
-    if m:
-        declared, actual = int(m.group(1)), int(m.group(2))
-        if 0 < declared < _STREAMING_DATA_SIZE and actual < declared:
-            raise AudioError(
-                f"audio '{name}': truncated: header declares {declared} bytes of "
-                f"samples but the file holds {actual}"
-            )
-
-
-def _read(source, name: str) -> tuple[np.ndarray, int]:
-    try:
-        with sf.SoundFile(source) as f:
-            _check_truncated(f, name, source)
-            data = f.read(dtype="float32", always_2d=True)
-            sr = f.samplerate
-    except (sf.LibsndfileError, RuntimeError) as e:
-        reason = getattr(e, "error_string", None) or str(e)
-        raise AudioError(f"audio '{name}': cannot read: {reason}") from None
-    if data.shape[1] != 1:
-        raise AudioError(f"audio '{name}': has {data.shape[1]} channels; expected mono")
-    if data.shape[0] == 0:
-        raise AudioError(f"audio '{name}': contains no samples")
-    # float32 in [-1, 1) times 2^15 is exact for 16-bit sources.
-    return data[:, 0] * np.float32(32768.0), sr
+__all__ = ["AudioError", "iter_utterance_audio", "read_audio", "resample"]
 
 
 def read_audio(spec: str, allow_pipes: bool = False) -> tuple[np.ndarray, int]:
@@ -103,25 +43,8 @@ def read_audio(spec: str, allow_pipes: bool = False) -> tuple[np.ndarray, int]:
             )
         if not proc.stdout:
             raise AudioError(f"audio '{spec}': command produced no output")
-        return _read(io.BytesIO(proc.stdout), spec)
-    if not Path(spec).exists():
-        raise AudioError(f"audio '{spec}': file does not exist")
-    try:  # libsndfile would say only "System error" or "Format not recognised"
-        with open(spec, "rb") as f:
-            empty = not f.read(1)
-    except OSError as e:
-        raise AudioError(f"audio '{spec}': cannot read: {e.strerror}") from None
-    if empty:
-        raise AudioError(f"audio '{spec}': file is empty (0 bytes)")
-    return _read(spec, spec)
-
-
-def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Band-limited (windowed sinc) resampling, as Kaldi's --allow-{down,up}sample does."""
-    import torch
-    import torchaudio.functional as F  # imported here: it takes seconds
-
-    return F.resample(torch.from_numpy(samples), from_rate, to_rate).numpy()
+        return read_audio_source(io.BytesIO(proc.stdout), spec)
+    return read_audio_file(spec)
 
 
 def iter_utterance_audio(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from asr_kd_runtime.search import BestPath
 
 from asr_kd.utils.registry import Registry
 
@@ -31,12 +32,9 @@ class DecodeConfig:
     beam_delta: float = 0.5  # Kaldi's: added to the beam that max/min-active tightens or loosens
 
 
-@dataclass
-class Hypothesis:
-    words: list[int]
-    pdf_alignment: np.ndarray  # [T] pdf id per frame
-    cost: float  # graph + acoustic cost of the best path
-    reached_final: bool
+# A search's result, the same for every decoder and for the runtime: word ids, the pdf per frame,
+# the path's graph + acoustic cost, and whether it ended in a final state.
+Hypothesis = BestPath
 
 
 class Decoder:

@@ -1,0 +1,5 @@
+import sys
+
+from asr_kd_runtime.cli import main
+
+sys.exit(main())
