@@ -23,6 +23,8 @@
         [--decoder reference|torch] [--lm-weights 7:17 | --lm-weight-from DEV_DECODE_DIR]
     asr-kd report EXP_DIR --corpus NAME --test-set SET [--test-set SET2 ...]
     asr-kd evaluate RECIPE_DIR DATA_DIR --system NAME [--decoder reference|torch]
+    asr-kd export RECIPE_DIR --system NAME [--int8] [--out DIR]
+    asr-kd transcribe EXPORT_DIR AUDIO... | WAV_SCP | DATA_DIR [--online]  (asr-kd-transcribe)
 
 A stage whose output is marked done is skipped unless --force is given.
 """
@@ -216,6 +218,12 @@ def cmd_evaluate(a):
                  a.decoder)
 
 
+def cmd_export(a):
+    from asr_kd.steps.export import run_export
+
+    run_export(a.recipe_dir, a.system, a.out, a.int8, a.calibration_utts)
+
+
 # verb -> (handler, positional args, the dir whose done-marker means "skip", marker name)
 VERBS = {
     "validate-data": (cmd_validate_data, ["data_dir"], None, None),
@@ -242,6 +250,7 @@ VERBS = {
     "decode": (cmd_decode, ["model", "graph_dir", "data_dir", "decode_dir"], "decode_dir", "done"),
     "report": (cmd_report, ["exp_dir"], None, None),
     "evaluate": (cmd_evaluate, ["recipe_dir", "data_dir"], None, None),
+    "export": (cmd_export, ["recipe_dir"], None, None),
 }
 
 
@@ -274,8 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "make-lang":
             sp.add_argument("--arpa", default=None, help="ARPA LM to convert into G.fst")
             sp.add_argument("--sil-prob", type=float, default=0.5)
-        if verb in ("decode", "evaluate"):
+        if verb in ("decode", "evaluate", "export"):
             sp.add_argument("--system", required=True, help="name in the results table")
+        if verb == "export":
+            sp.add_argument("--int8", action="store_true",
+                            help="quantize: MatMul/Gemm dynamically, convolutions statically "
+                                 "(calibrated on training features)")
+            sp.add_argument("--out", default=None,
+                            help="the export dir (default exp/NAME/export or export_int8)")
+            sp.add_argument("--calibration-utts", type=int, default=200,
+                            help="training utterances that calibrate --int8's convolutions")
+        if verb in ("decode", "evaluate"):
             sp.add_argument("--decoder", choices=decoder_names(), default=DEFAULT_DECODER,
                             help="reference: kaldi-decoder's FasterDecoder on the CPU; torch: "
                                  "our batched decoder on --device")
@@ -330,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["transcribe"]:  # the runtime's own command line (no torch on its path)
+        from asr_kd_runtime.cli import main as transcribe
+
+        return transcribe(argv[1:])
     args = build_parser().parse_args(argv)
     handler, _, out_arg, marker = VERBS[args.verb]
     out_dir = getattr(args, out_arg) if out_arg else None

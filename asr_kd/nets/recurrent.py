@@ -12,7 +12,6 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from asr_kd.nets.layers import full_lengths
 from asr_kd.nets.registry import register
 
 
@@ -28,7 +27,8 @@ class Blstm(nn.Module):
         self.output = nn.Linear(2 * hidden_dim, num_pdfs)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        lengths = full_lengths(feats, lengths)
+        if lengths is None:  # every sequence whole: nothing to pack (and ONNX-exportable)
+            return self.output(self.lstm(feats)[0])
         packed = pack_padded_sequence(feats, lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)
         h, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import kaldiio
@@ -48,3 +49,13 @@ def read_alignments(ali_dir, d: DataDir | None = None,
 
 def num_pdfs_of(ali_dir) -> int:
     return int((Path(ali_dir) / "num_pdfs").read_text().split()[0])
+
+
+def recipe_decode_scores(run_dir) -> dict:
+    """The scores.json of the recipe's own decode of a system (its first test set; not an
+    `asr-kd evaluate` decode): its graph, decode config and LM weight choice."""
+    for path in sorted(Path(run_dir).glob("decode_*/scores.json")):
+        if not path.parent.name.startswith("decode_eval_"):
+            return json.loads(path.read_text())
+    raise FileNotFoundError(f"{run_dir}: no decode_<test set>/scores.json; decode the recipe's "
+                            f"test set with this system first (stage 9)")

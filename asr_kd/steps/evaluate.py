@@ -10,7 +10,6 @@ decode settings the recipe used for that system's test set, into exp/NAME/decode
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from asr_kd.data import load_data_dir, write_data_dir
 from asr_kd.data.datadir import is_pipe
 from asr_kd.decode import DEFAULT_DECODER, DecodeConfig
 from asr_kd.features import FbankConfig
+from asr_kd.steps.common import recipe_decode_scores
 from asr_kd.steps.decode import run_decode
 from asr_kd.steps.feats import run_compute_feats
 from asr_kd.utils.config import from_dict, load_config
@@ -33,15 +33,6 @@ def _absolute(spec: str) -> str:
     return str(Path(spec).resolve())
 
 
-def _recipe_decode(run_dir: Path) -> dict:
-    """The scores.json of the recipe's own decode of this system (not an earlier evaluate)."""
-    for path in sorted(run_dir.glob("decode_*/scores.json")):
-        if not path.parent.name.startswith("decode_eval_"):
-            return json.loads(path.read_text())
-    raise FileNotFoundError(f"{run_dir}: no decode_<test set>/scores.json; decode the recipe's "
-                            f"test set with this system first (stage 9)")
-
-
 def run_evaluate(recipe_dir, data_dir, system: str, device, allow_pipes: bool = False,
                  force: bool = False, decoder: str = DEFAULT_DECODER) -> dict:
     recipe_dir, src = Path(recipe_dir), Path(data_dir).resolve()
@@ -52,7 +43,7 @@ def run_evaluate(recipe_dir, data_dir, system: str, device, allow_pipes: bool = 
     if run is None or model is None:
         raise FileNotFoundError(f"{run_dir}: no run.json and final.pt or final.mdl; is "
                                 f"'{system}' a trained system of this recipe?")
-    recipe_decode = _recipe_decode(run_dir)
+    recipe_decode = recipe_decode_scores(run_dir)
     name = f"eval_{src.name}"
     dest = recipe_dir / "data" / name
     made_from = dest / "source"  # which data dir the copy was made from
