@@ -142,3 +142,20 @@ def test_bundle_errors(tmp_path):
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ExportError, match="format version 99; this runtime reads version 1"):
         load_bundle(tmp_path)
+
+
+def test_the_runtime_imports_neither_torch_nor_asr_kd():
+    """Read from the source, every import of every runtime module (the subprocess test with
+    torch hidden, in test_recipe_fsdd.py, runs it)."""
+    import ast
+    from pathlib import Path
+
+    import asr_kd_runtime
+
+    for path in Path(asr_kd_runtime.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split(".")[0]
+                assert top not in {"torch", "torchaudio", "asr_kd"}, f"{path.name}: {name}"

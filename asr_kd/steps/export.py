@@ -10,6 +10,7 @@ per-speaker stats. int8 calibration reads training utterances only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -82,13 +83,13 @@ def _model_facts(model, module, input_dim: int) -> dict:
 
 def run_export(recipe_dir, system: str, out_dir=None, int8: bool = False,
                calibration_utts: int = CALIBRATION_UTTS) -> Path:
-    recipe_dir = Path(recipe_dir)
+    recipe_dir = Path(recipe_dir).resolve()
     run_dir = recipe_dir / "exp" / system
     run, model_path = read_run(run_dir), run_dir / "final.pt"
     if run is None or not model_path.is_file():
         raise FileNotFoundError(f"{run_dir}: no run.json and final.pt; is '{system}' a trained "
                                 "DNN system of this recipe? (GMMs do not export)")
-    out = Path(out_dir) if out_dir else run_dir / ("export_int8" if int8 else "export")
+    out = Path(out_dir).resolve() if out_dir else run_dir / ("export_int8" if int8 else "export")
     scores = recipe_decode_scores(run_dir)
     decode, point = decode_settings(scores)
     data_dir = recipe_dir / run["data"]
@@ -103,7 +104,8 @@ def run_export(recipe_dir, system: str, out_dir=None, int8: bool = False,
     quant = None
     if int8:
         fp32 = onnx_path.rename(tmp / "model.fp32.onnx")
-        calib = calibration_feats(data_dir, calibration_utts)
+        with contextlib.chdir(recipe_dir):  # scp paths are relative to the recipe dir
+            calib = calibration_feats(run["data"], calibration_utts)
         quant = quantize_int8(fp32, tmp / fmt.MODEL, calib)
         fp32.unlink()
     log.info("%s: ONNX (%s) in %.1f s", system, "int8" if int8 else "fp32", time.time() - t0)
@@ -112,7 +114,9 @@ def run_export(recipe_dir, system: str, out_dir=None, int8: bool = False,
               tmp / fmt.GRAPH)
     shutil.copyfile(graph_dir / "words.txt", tmp / fmt.WORDS)
     write_text(tmp / fmt.FBANK, json.dumps(fbank.to_dict(), indent=2) + "\n")
-    fmt.write_kaldi_text_matrix(tmp / fmt.GLOBAL_CMVN, global_cmvn(data_dir))
+    with contextlib.chdir(recipe_dir):
+        stats = global_cmvn(run["data"])
+    fmt.write_kaldi_text_matrix(tmp / fmt.GLOBAL_CMVN, stats)
     import onnxruntime
 
     prov = provenance()
@@ -122,8 +126,8 @@ def run_export(recipe_dir, system: str, out_dir=None, int8: bool = False,
         "model": {**_model_facts(model, module, fbank.dim),
                   "frame_shift_ms": fbank.frame_shift_ms},
         "decode": decode,
-        "source": {"recipe": str(recipe_dir.resolve()), "model": str(model_path),
-                   "graph": str(graph_dir), "data": run["data"], "role": run["role"],
+        "source": {"recipe": str(recipe_dir), "model": str(model_path.relative_to(recipe_dir)),
+                   "graph": scores["graph"], "data": run["data"], "role": run["role"],
                    "settings": run.get("settings"),
                    "trained_at_commit": run.get("provenance", {}).get("commit"),
                    "test_wer": scores.get("wer"), "test_data": scores.get("data")},
