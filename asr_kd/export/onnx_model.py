@@ -10,6 +10,7 @@ exporter could not convert.
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -22,6 +23,10 @@ from asr_kd.acoustic.soft_targets import combine_log_probs
 
 INPUT, OUTPUT = "feats", "loglikes"
 OPSET = 18
+# The exporter's chatter: a line per graph pass (onnx_ir, INFO) and one per torchvision op it
+# cannot register (torchvision is not installed; no acoustic model uses it).
+for _name in ("onnx_ir", "onnxscript", "torch.onnx._internal.exporter._registration"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 
 class _Scoring(torch.nn.Module):
