@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 from asr_kd_runtime import bundle as fmt
 
 from asr_kd.acoustic import load_acoustic_model
@@ -117,8 +118,6 @@ def run_export(recipe_dir, system: str, out_dir=None, int8: bool = False,
     with contextlib.chdir(recipe_dir):
         stats = global_cmvn(run["data"])
     fmt.write_kaldi_text_matrix(tmp / fmt.GLOBAL_CMVN, stats)
-    import onnxruntime
-
     prov = provenance()
     manifest = {
         "format": fmt.FORMAT, "format_version": fmt.FORMAT_VERSION, "system": system,
@@ -130,7 +129,8 @@ def run_export(recipe_dir, system: str, out_dir=None, int8: bool = False,
                    "graph": scores["graph"], "data": run["data"], "role": run["role"],
                    "settings": run.get("settings"),
                    "trained_at_commit": run.get("provenance", {}).get("commit"),
-                   "test_wer": scores.get("wer"), "test_data": scores.get("data")},
+                   # the recipe's decode whose settings these are (its first decode dir)
+                   "decode_data": scores.get("data"), "decode_wer": scores.get("wer")},
         "exported": {"commit": prov["commit"], "dirty": prov["dirty"], "time": prov["time"],
                      "versions": {**prov["versions"], "onnxruntime": onnxruntime.__version__}},
         "files": {name: fmt.sha256(tmp / name) for name in fmt.FILES},
