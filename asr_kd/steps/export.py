@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -136,6 +137,12 @@ def run_export(recipe_dir, system: str, out_dir=None, int8: bool = False,
         "files": {name: fmt.sha256(tmp / name) for name in fmt.FILES},
     }
     write_json(tmp / fmt.MANIFEST, manifest)
+    # A deploy dir is read by other users and services: the files get the umask's modes, not
+    # the private ones of the atomic writers' temporary files.
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in tmp.iterdir():
+        f.chmod(0o666 & ~umask)
     # The finished directory replaces an old one only once it is whole.
     if out.exists():
         old = out.with_name(out.name + ".old")
