@@ -44,8 +44,7 @@ def _scp_entries(scp: Path) -> Iterator[tuple[str, str]]:
     for name, spec in read_table(scp, "audio file").items():
         if spec.endswith("|"):
             raise ValueError(f"{scp}: {name}: a command pipe; the runtime reads audio files only")
-        path = Path(spec)
-        yield name, str(path if path.is_absolute() else path)
+        yield name, spec  # a relative path is relative to the current directory, as in Kaldi
 
 
 def inputs(paths: list[str]) -> tuple[list[tuple[str, str]], dict[str, str] | None]:
