@@ -18,6 +18,7 @@ from asr_kd_runtime.bundle import (
     ExportError,
     load_bundle,
     read_kaldi_text_matrix,
+    sha256,
     write_kaldi_text_matrix,
 )
 
@@ -125,8 +126,6 @@ def test_bundle_errors(tmp_path):
     files = {}
     for name in FILES:
         (tmp_path / name).write_text(name)
-        from asr_kd_runtime.bundle import sha256
-
         files[name] = sha256(tmp_path / name)
     manifest = {"format": "asr-kd-export", "format_version": 1, "files": files}
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))

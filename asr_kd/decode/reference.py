@@ -15,7 +15,6 @@ from asr_kd.decode.base import DecodeConfig, Decoder, Hypothesis, register_decod
 class ReferenceDecoder(Decoder):
     def __init__(self, hclg: kaldifst.StdVectorFst, cfg: DecodeConfig):
         self.cfg = cfg
-        self.hclg = hclg
         self.decoder = GraphDecoder(hclg, cfg.beam, cfg.max_active, cfg.min_active,
                                     cfg.beam_delta)
 

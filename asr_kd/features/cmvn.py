@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
+from asr_kd_runtime.features import cmvn_stats as numpy_cmvn_stats
 
 VAR_FLOOR = 1.0e-20  # Kaldi's floor on the variance in ApplyCmvn
 
@@ -23,14 +24,10 @@ def cmvn_stats(feats) -> np.ndarray:
     """Kaldi CMVN stats of one matrix: feats [T, D] (numpy or torch) -> float64 [2, D+1]."""
     if isinstance(feats, torch.Tensor):
         feats = feats.detach().cpu().numpy()
-    x = np.asarray(feats, dtype=np.float64)
+    x = np.asarray(feats)
     if x.ndim != 2:
         raise ValueError(f"feats must be [T, D], got shape {x.shape}")
-    stats = np.zeros((2, x.shape[1] + 1), dtype=np.float64)
-    stats[0, :-1] = x.sum(axis=0)
-    stats[0, -1] = x.shape[0]
-    stats[1, :-1] = np.square(x).sum(axis=0)
-    return stats
+    return numpy_cmvn_stats(x)
 
 
 def accumulate_cmvn(

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import kaldifst
 import numpy as np
 import onnxruntime as ort
 
@@ -52,8 +53,6 @@ def read_words(path) -> dict[int, str]:
 
 class Recognizer:
     def __init__(self, bundle: Bundle, num_threads: int = 1):
-        import kaldifst
-
         self.bundle, self.settings = bundle, bundle.fbank
         so = ort.SessionOptions()
         so.intra_op_num_threads = num_threads
@@ -67,8 +66,6 @@ class Recognizer:
                                       d["beam_delta"])
         self.acoustic_scale = float(d["acoustic_scale"])
         self.words = read_words(bundle.file(WORDS))
-        m = bundle.manifest["model"]
-        self.left, self.right = int(m["left_context"]), int(m["right_context"])
 
     def loglikes(self, feats: np.ndarray) -> np.ndarray:
         """[T, F] normalised features -> [T, P] log-likelihoods."""
@@ -115,6 +112,11 @@ class Recognizer:
         when the audio ends, with the edge padding of the offline model) and searched; after
         each chunk the partial words go to `on_partial(audio seconds so far, text)`. Timing:
         `latency` is from the end of the audio to the final words."""
+        m = self.bundle.manifest["model"]
+        if not m["streamable"]:
+            raise ValueError(f"{self.bundle.path}: this model sees whole utterances (no finite "
+                             "context), so it cannot stream; transcribe without --online")
+        left, right = int(m["left_context"]), int(m["right_context"])
         g = self.bundle.global_cmvn
         fb = FbankStream(self.settings)
         search = IncrementalSearch(self.decoder, self.acoustic_scale)
@@ -133,18 +135,17 @@ class Recognizer:
             if len(new):
                 frames = np.concatenate([frames, apply_cmvn(new, g)])
             t1 = time.perf_counter()
-            ready = len(frames) if final else len(frames) - self.right
+            ready = len(frames) if final else len(frames) - right
+            t2 = t1
             if ready > done:
                 # The model sees the frames from `left` before the first new one (edge-padded
                 # at the start, as offline) to `right` after the last (or the edge at the end).
-                lo = max(0, done - self.left)
-                hi = len(frames) if final else ready + self.right
+                lo = max(0, done - left)
+                hi = len(frames) if final else ready + right
                 ll = self.loglikes(frames[lo:hi])[done - lo: ready - lo]
                 t2 = time.perf_counter()
                 search.advance(ll)
                 done = ready
-            else:
-                t2 = time.perf_counter()
             t3 = time.perf_counter()
             timing["features"] += t1 - t0
             timing["model"] += t2 - t1
