@@ -2,7 +2,7 @@
 labels pdf id + 1, output labels word ids) as CSR tensors, one set for the emitting arcs and
 one for the input-epsilon arcs, with what the search needs to know in advance: the graph's
 epsilon depth (the longest chain of input-epsilon arcs; a cycle is refused) and its largest
-out-degrees. Weights are read as stored (to_arrays_exact), not as OpenFst prints them.
+out-degrees. Weights are read as stored (to_arrays), not as OpenFst prints them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import kaldifst
 import numpy as np
 import torch
 
-from asr_kd.utils.fst import FstArrays, to_arrays_exact
+from asr_kd.utils.fst import FstArrays, to_arrays
 
 
 @dataclass
@@ -123,7 +123,7 @@ class DeviceGraph:
 
     def __init__(self, fst: kaldifst.StdVectorFst | FstArrays, device="cpu",
                  name: str = "the decoding graph"):
-        a = fst if isinstance(fst, FstArrays) else to_arrays_exact(fst)
+        a = fst if isinstance(fst, FstArrays) else to_arrays(fst)
         if a.num_states == 0 or a.start < 0:
             raise ValueError(f"{name} is empty (no start state)")
         emitting = a.ilabel > 0

@@ -56,44 +56,43 @@ def add_self_loops(a: FstArrays, tm: TransitionModel, self_loop_scale: float) ->
     loopable = np.zeros(a.num_arcs, dtype=bool)
     loopable[is_ts] = has_loop[a.ilabel[is_ts]]
 
-    src, dst = a.src.copy(), a.dst.copy()
+    src = a.src.copy()
     weight = a.weight.astype(np.float64)
     weight[loopable] += fwd_cost[a.ilabel[loopable]]
-    new_src, new_dst, new_il, new_w = [], [], [], []
-    next_state = a.num_states
-    order = np.argsort(src, kind="stable")
-    bounds = np.searchsorted(src[order], np.arange(a.num_states + 1))
-    for q in range(a.num_states):
-        arcs = order[bounds[q]:bounds[q + 1]]
-        arcs = arcs[loopable[arcs]]
-        if len(arcs) == 0:
-            continue
-        labels = np.unique(a.ilabel[arcs])
-        alone = len(labels) == 1 and len(arcs) == bounds[q + 1] - bounds[q] and \
-            not np.isfinite(a.final[q]) and q != a.start
-        for lab in labels:
-            if alone:
-                holder = q
-            else:
-                holder = next_state
-                next_state += 1
-                new_src.append(q)
-                new_dst.append(holder)
-                new_il.append(0)
-                new_w.append(0.0)
-                src[arcs[a.ilabel[arcs] == lab]] = holder
-            new_src.append(holder)
-            new_dst.append(holder)
-            new_il.append(lab)
-            new_w.append(loop_cost[lab])
-    n_new = len(new_src)
+    # One self-loop per (state, label) pair of loopable arcs, in state then label order.
+    arcs = np.nonzero(loopable)[0]
+    key = a.src[arcs] * (num_states + 1) + a.ilabel[arcs]
+    pairs, pair_of_arc = np.unique(key, return_inverse=True)
+    q, lab = pairs // (num_states + 1), pairs % (num_states + 1)
+    labels_per_state = np.bincount(q, minlength=a.num_states)
+    out_degree = np.bincount(a.src, minlength=a.num_states)
+    loopable_per_state = np.bincount(a.src[arcs], minlength=a.num_states)
+    alone_state = (labels_per_state == 1) & (loopable_per_state == out_degree) & \
+        ~np.isfinite(a.final)
+    alone_state[a.start] = False
+    alone = alone_state[q]
+    # Otherwise each pair's arcs leave from a new state, entered from q by an epsilon arc.
+    holder = q.copy()
+    holder[~alone] = a.num_states + np.arange(int((~alone).sum()))
+    src[arcs] = holder[pair_of_arc]
+    n_pairs = len(pairs)
+    eps = np.nonzero(~alone)[0]
+    # New arcs in the order of the pairs: the epsilon arc (if any), then the loop.
+    new_key = np.concatenate([2 * eps, 2 * np.arange(n_pairs) + 1])
+    new_src = np.concatenate([q[eps], holder])
+    new_dst = np.concatenate([holder[eps], holder])
+    new_il = np.concatenate([np.zeros(len(eps), dtype=np.int64), lab])
+    new_w = np.concatenate([np.zeros(len(eps)), loop_cost[lab]])
+    order = np.argsort(new_key, kind="stable")
+    next_state = a.num_states + len(eps)
+    n_new = len(new_key)
     return FstArrays(
         num_states=next_state, start=a.start,
-        src=np.concatenate([src, np.array(new_src, dtype=np.int64)]),
-        dst=np.concatenate([dst, np.array(new_dst, dtype=np.int64)]),
-        ilabel=np.concatenate([a.ilabel, np.array(new_il, dtype=np.int64)]),
+        src=np.concatenate([src, new_src[order]]),
+        dst=np.concatenate([a.dst, new_dst[order]]),
+        ilabel=np.concatenate([a.ilabel, new_il[order]]),
         olabel=np.concatenate([a.olabel, np.zeros(n_new, dtype=np.int64)]),
-        weight=np.concatenate([weight, np.array(new_w)]).astype(np.float32),
+        weight=np.concatenate([weight, new_w[order]]).astype(np.float32),
         final=np.concatenate([a.final, np.full(next_state - a.num_states, np.inf,
                                                dtype=np.float32)]),
     )

@@ -121,12 +121,9 @@ def prepare_lang(dict_dir, lang_dir, arpa: str | None = None, sil_prob: float = 
     write_fst(L_dis, lang_dir / "L_disambig.fst")
 
     if arpa is not None:
-        with atomic_path(lang_dir / "G.fst") as tmp:
-            text = kaldilm.arpa2fst(input_arpa=str(arpa), disambig_symbol="#0",
-                                    read_symbol_table=str(lang_dir / "words.txt"))
-            G = compile_text(text)
-            kaldifst.arcsort(G, sort_type="ilabel")
-            G.write(str(tmp))
+        with atomic_path(lang_dir / "G.fst") as tmp:  # written binary, ilabel-sorted
+            kaldilm.arpa2fst(input_arpa=str(arpa), output_fst=str(tmp), disambig_symbol="#0",
+                             read_symbol_table=str(lang_dir / "words.txt"), ilabel_sort=True)
         shutil.copyfile(arpa, lang_dir / "lm.arpa")
     score_map = Path(dict_dir) / SCORE_MAP_FILE
     if score_map.is_file():

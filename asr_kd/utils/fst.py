@@ -1,13 +1,17 @@
 """Moving OpenFst graphs between kaldifst and flat arrays.
 
 kaldifst has no mutable arc iterator, project or rmsymbols, so relabelling and graph surgery is
-done on arrays (one row per arc) and the result compiled back from AT&T text.
+done on arrays (one row per arc). Arrays and FSTs meet through OpenFst's binary format, read
+and written here with numpy: exact weights and no text, so graphs of tens of millions of arcs
+fit (tests/test_fst_binary.py checks it against kaldifst's own reader and writer).
 """
 
 from __future__ import annotations
 
-import io
+import struct
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import kaldifst
 import numpy as np
@@ -34,68 +38,176 @@ class FstArrays:
         return len(self.src)
 
 
+def read_fst_arrays(path) -> FstArrays:
+    """Read an OpenFst binary file (VectorFst or ConstFst of StdArc) straight into arrays.
+
+    No text and no kaldifst object on the way: about 36 bytes per arc of arrays, where parsing
+    OpenFst's printed text costs ~0.4 KB per arc in Python lists (12-20 GB for a 30-50M-arc
+    HCLG), and the weights are the stored float32 values (the printer keeps 6 digits).
+    Symbol tables stored in the file are skipped.
+    """
+    buf = Path(path).read_bytes()
+    try:
+        h = _read_header(buf)
+    except (ValueError, struct.error) as e:
+        raise ValueError(f"{path}: not an OpenFst binary FST of StdArc ({e})") from None
+    if h["fst_type"] not in ("vector", "const"):
+        raise ValueError(f"{path}: FST type '{h['fst_type']}' (only vector and const are read)")
+    try:
+        a = (_vector_body if h["fst_type"] == "vector" else _const_body)(buf, h)
+    except (ValueError, IndexError) as e:
+        raise ValueError(f"{path}: damaged {h['fst_type']} FST ({e})") from None
+    if a.num_arcs and (a.dst.max() >= a.num_states or a.dst.min() < 0):
+        raise ValueError(f"{path}: damaged {h['fst_type']} FST (an arc leads to a state "
+                         f"outside 0..{a.num_states - 1})")
+    return a
+
+
+def write_fst_arrays(a: FstArrays, path) -> None:
+    """Write arrays as an OpenFst binary VectorFst (what kaldifst's write gives), atomically.
+
+    Arcs keep their order within a state. The header claims no properties beyond the type's
+    own (expanded, mutable): OpenFst computes any other when an operation asks for it.
+    """
+    from asr_kd.utils.io import atomic_path
+
+    order = np.argsort(a.src, kind="stable")
+    narcs = np.bincount(a.src, minlength=a.num_states).astype(np.int64)
+    # The body as int32 words: per state final (float32 bits), narcs (int64 = 2 words), then
+    # 4 words per arc: ilabel, olabel, weight (float32 bits), nextstate.
+    first_word = 3 * np.arange(a.num_states, dtype=np.int64) + 4 * (np.cumsum(narcs) - narcs)
+    body = np.zeros(3 * a.num_states + 4 * a.num_arcs, dtype=np.int32)
+    body[first_word] = a.final.astype(np.float32).view(np.int32)
+    body[first_word + 1] = narcs.astype(np.int32)
+    rank = np.arange(a.num_arcs) - np.repeat(np.cumsum(narcs) - narcs, narcs)
+    at = np.repeat(first_word + 3, narcs) + 4 * rank
+    body[at] = a.ilabel[order]
+    body[at + 1] = a.olabel[order]
+    body[at + 2] = a.weight[order].astype(np.float32).view(np.int32)
+    body[at + 3] = a.dst[order]
+    header = b"".join([
+        struct.pack("<i", _MAGIC), _string("vector"), _string("standard"),
+        struct.pack("<iiQqqq", 2, 0, _EXPANDED | _MUTABLE, a.start, a.num_states, 0)])
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(header)
+        f.write(body.astype("<i4", copy=False).tobytes())
+
+
 def to_arrays(fst: kaldifst.StdVectorFst) -> FstArrays:
-    """Read every arc and final weight of `fst` (states keep their numbers)."""
-    n = fst.num_states
-    final = np.full(n, np.inf, dtype=np.float32)
-    rows = []
-    for line in fst.to_str(show_weight_one=True).splitlines():
-        f = line.split()
-        if len(f) == 5:
-            rows.append(f)
-        elif len(f) == 2:
-            final[int(f[0])] = float(f[1])
-        elif len(f) == 1:
-            final[int(f[0])] = 0.0
-        elif len(f) == 4:
-            rows.append(f + ["0"])
-    arr = np.array(rows, dtype=np.float64).reshape(-1, 5)
-    return FstArrays(
-        num_states=n,
-        start=fst.start,
-        src=arr[:, 0].astype(np.int64),
-        dst=arr[:, 1].astype(np.int64),
-        ilabel=arr[:, 2].astype(np.int64),
-        olabel=arr[:, 3].astype(np.int64),
-        weight=arr[:, 4].astype(np.float32),
-        final=final,
-    )
-
-
-def to_arrays_exact(fst: kaldifst.StdVectorFst) -> FstArrays:
-    """to_arrays with the weights as stored (float32), read arc by arc. OpenFst's printer,
-    which to_arrays parses, keeps 6 significant digits of a weight (up to ~5e-6 off on an
-    HCLG): enough to move a token across a decoder's float32 max-active cutoff."""
-    n = fst.num_states
-    final = np.array([fst.final(s).value for s in range(n)], dtype=np.float32)
-    rows = []
-    for s in range(n):
-        it = kaldifst.ArcIterator(fst, s)
-        while not it.done:
-            arc = it.value
-            rows.append((s, arc.nextstate, arc.ilabel, arc.olabel, arc.weight.value))
-            it.next()
-    cols = list(zip(*rows)) if rows else [()] * 5
-    return FstArrays(n, fst.start, *(np.array(c, dtype=np.int64) for c in cols[:4]),
-                     weight=np.array(cols[4], dtype=np.float32), final=final)
+    """Every arc and final weight of `fst` (states keep their numbers; weights exact), through
+    a binary file: kaldifst has no bulk arc access, and text or per-arc iteration is slow."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fst.write(f"{tmp}/fst")
+        return read_fst_arrays(f"{tmp}/fst")
 
 
 def from_arrays(a: FstArrays) -> kaldifst.StdVectorFst:
-    """Compile arrays back into a kaldifst.StdVectorFst with the same state numbers."""
-    buf = io.StringIO()
-    # OpenFst takes the first state listed in the text as the start state.
-    order = np.argsort(a.src != a.start, kind="stable")
-    if not (a.src == a.start).any():
-        buf.write(f"{a.start} {a.final[a.start]:.9g}\n")
-    for k in order:
-        buf.write(f"{a.src[k]} {a.dst[k]} {a.ilabel[k]} {a.olabel[k]} {a.weight[k]:.9g}\n")
-    finals = np.nonzero(np.isfinite(a.final))[0]
-    for s in finals:
-        buf.write(f"{s} {a.final[s]:.9g}\n")
-    fst = kaldifst.compile(buf.getvalue(), keep_state_numbering=True)
-    if fst.start != a.start:
-        raise RuntimeError(f"start state moved from {a.start} to {fst.start} while compiling")
-    return fst
+    """A kaldifst.StdVectorFst with the same states, arcs and weights, through a binary file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        write_fst_arrays(a, f"{tmp}/fst")
+        return kaldifst.StdVectorFst.read(f"{tmp}/fst")
+
+
+# OpenFst's binary format (fst.h FstHeader, vector-fst.h, const-fst.h), little-endian.
+_MAGIC = 2125659606
+_EXPANDED, _MUTABLE = 0x1, 0x2
+_HAS_ISYMBOLS, _HAS_OSYMBOLS, _IS_ALIGNED = 0x1, 0x2, 0x4
+_SYMBOL_TABLE_MAGIC = 2125658996
+_ALIGNMENT = 16
+
+
+def _string(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack("<i", len(b)) + b
+
+
+def _read_header(buf: bytes) -> dict:
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        vals = struct.unpack_from(fmt, buf, pos)
+        pos += struct.calcsize(fmt)
+        return vals if len(vals) > 1 else vals[0]
+
+    def string():
+        n = take("<i")
+        nonlocal pos
+        pos += n
+        return buf[pos - n:pos].decode("utf-8", "replace")
+
+    if take("<i") != _MAGIC:
+        raise ValueError("bad magic number")
+    fst_type, arc_type = string(), string()
+    if arc_type != "standard":
+        raise ValueError(f"arc type '{arc_type}', not 'standard'")
+    version, flags, _props, start, num_states, num_arcs = take("<iiQqqq")
+    for flag in (_HAS_ISYMBOLS, _HAS_OSYMBOLS):  # skip a stored symbol table
+        if flags & flag:
+            if take("<i") != _SYMBOL_TABLE_MAGIC:
+                raise ValueError("bad symbol table")
+            string()
+            _available, size = take("<qq")
+            for _ in range(size):
+                string()
+                take("<q")
+    return dict(fst_type=fst_type, version=version, flags=flags, start=start,
+                num_states=num_states, num_arcs=num_arcs, body=pos)
+
+
+def _vector_body(buf: bytes, h: dict) -> FstArrays:
+    words = memoryview(buf)[h["body"]:]
+    words = words[:len(words) - len(words) % 4].cast("i")
+    n = h["num_states"]
+    if n < 0:
+        raise ValueError("a VectorFst without its state count (written to a pipe) is not read")
+    first = np.empty(n, dtype=np.int64)
+    narcs = np.empty(n, dtype=np.int64)
+    pos = 0
+    end = len(words)
+    for s in range(n):  # states are variable-length records: one pass to find them
+        if pos + 3 > end:
+            raise ValueError(f"the file ends inside state {s} of {n}")
+        first[s] = pos
+        k = words[pos + 1]
+        narcs[s] = k
+        pos += 3 + 4 * k
+    if pos > end:
+        raise ValueError(f"the file ends inside the arcs of state {n - 1}")
+    body = np.frombuffer(buf, dtype="<i4", count=pos, offset=h["body"])
+    rank = np.arange(int(narcs.sum())) - np.repeat(np.cumsum(narcs) - narcs, narcs)
+    at = np.repeat(first + 3, narcs) + 4 * rank
+    return FstArrays(
+        num_states=n, start=h["start"], src=np.repeat(np.arange(n, dtype=np.int64), narcs),
+        dst=body[at + 3].astype(np.int64), ilabel=body[at].astype(np.int64),
+        olabel=body[at + 1].astype(np.int64), weight=body[at + 2].view("<f4").astype(np.float32),
+        final=body[first].view("<f4").astype(np.float32))
+
+
+def _const_body(buf: bytes, h: dict) -> FstArrays:
+    pos, n, m = h["body"], h["num_states"], h["num_arcs"]
+    aligned = h["flags"] & _IS_ALIGNED
+
+    def align(p):
+        return -(-p // _ALIGNMENT) * _ALIGNMENT if aligned else p
+
+    state_t = np.dtype([("final", "<f4"), ("pos", "<u4"), ("narcs", "<u4"), ("nie", "<u4"),
+                        ("noe", "<u4")])
+    arc_t = np.dtype([("ilabel", "<i4"), ("olabel", "<i4"), ("weight", "<f4"),
+                      ("nextstate", "<i4")])
+    pos = align(pos)
+    states = np.frombuffer(buf, dtype=state_t, count=n, offset=pos)
+    pos = align(pos + n * state_t.itemsize)
+    arcs = np.frombuffer(buf, dtype=arc_t, count=m, offset=pos)
+    narcs = states["narcs"].astype(np.int64)
+    idx = np.repeat(states["pos"].astype(np.int64), narcs) + \
+        np.arange(m) - np.repeat(np.cumsum(narcs) - narcs, narcs)
+    arcs = arcs[idx]
+    return FstArrays(
+        num_states=n, start=h["start"], src=np.repeat(np.arange(n, dtype=np.int64), narcs),
+        dst=arcs["nextstate"].astype(np.int64), ilabel=arcs["ilabel"].astype(np.int64),
+        olabel=arcs["olabel"].astype(np.int64), weight=arcs["weight"].astype(np.float32),
+        final=states["final"].astype(np.float32))
 
 
 def compile_text(text: str) -> kaldifst.StdVectorFst:
