@@ -9,18 +9,41 @@
 
 - librispeech_subset: the hour of train-clean-5 in ../shared/corpora (24 speakers, see its
   SOURCE.md), split by speaker (`--split-by-speaker`): the lowest-numbered female and male
-  speaker are data/test, the next two data/dev, the other 20 data/train.
+  speaker are data/test, the next two data/dev, the other 20 data/train. A second test set,
+  data/dev_clean, is ../shared/corpora/librispeech_dev_clean (`--dev-clean DIR`, the default
+  with `--split-by-speaker`; `--no-dev-clean` leaves it out): 14 whole dev-clean speakers, 817
+  utterances, MP3 at 16 kHz in LibriSpeech's layout (`dev-clean/<spk>/<chap>/<utt>.mp3`).
+  wav.scp lists the MP3 files as they are (soundfile decodes them); a dev-clean speaker who is
+  also a training speaker is an error.
 - mini_librispeech: train-clean-5 is data/train, dev-clean-2 data/dev_clean_2.
 - librispeech: the `--train` parts joined into data/train, each `--test` part data/<part>
   (dashes as underscores); the OpenSLR lexicon and ARPA LM.
 
-Lexicon: CMUdict, or librispeech-lexicon.txt (`--lexicon`); stress marks dropped from both, so
-both give the same 39 phones. A word without a pronunciation becomes `<UNK>`, pronounced `SPN`
-(Kaldi's spoken noise), in every transcript, the references included (it is scored as the word
-`<UNK>`); the log counts these tokens. LM: a given ARPA (`--arpa`, plain or .gz), or a
-Kneser-Ney n-gram on the training transcripts, plus with `--lm-text train+other` the training
-speakers' lines of `lm_text/<part>.other-utterances.txt` (the shared hour has one; their audio
-is not there). Held-out speakers' sentences never reach the LM.
+Case: LibriSpeech's transcripts and OpenSLR's lexicon and LMs are upper case; CMUdict,
+cmudict-en-us.dict and the en_us LM lower case. Every word is lower-cased where it is read, by
+`normalise` alone: transcripts, lexicons, ARPA LMs (an upper-case ARPA, such as OpenSLR's, is
+lower-cased as it is copied to data/local/lm.arpa). So the data dirs' text, the lexicon and the
+LM, and hence decoding and scoring, spell every word alike; tokens in angle brackets (`<s>`,
+`</s>`, `<UNK>`) stay as spelled.
+
+LM (`--lm`) and lexicon:
+- `en_us` (librispeech_subset's default): CMU Sphinx's general English trigram,
+  ../shared/corpora/lm_en_us/en-us.arpa.gz (72,547 words), with its dictionary
+  cmudict-en-us.dict restricted to the LM's words plus the training transcripts' words. A word
+  outside that lexicon (missing from the dictionary; in a dev or test set, also a word of
+  neither the LM nor the training text, which the decoder could not output anyway) becomes
+  `<UNK>` in its transcript.
+- `train` (the default of this script, mini_librispeech's) and `train+other`: a Kneser-Ney
+  n-gram (`--lm-order`) on the training transcripts, plus with `train+other` the training
+  speakers' lines of `lm_text/<part>.other-utterances.txt` (the shared hour has one; their
+  audio is not there); CMUdict's pronunciations of every word of the LM and the transcripts.
+  Held-out speakers' sentences never reach the LM.
+- `--arpa FILE` (plain or .gz) replaces the LM of `--lm` (librispeech: OpenSLR's); `--lexicon
+  FILE` (librispeech-lexicon.txt or CMUdict's format) the dictionary.
+Stress marks are dropped from every dictionary, so all give the same 39 phones. A word without
+a pronunciation becomes `<UNK>`, pronounced `SPN` (Kaldi's spoken noise), in every transcript,
+the references included (it is scored as the word `<UNK>`). The log gives per data dir its
+utterances, its `<UNK>` tokens and its tokens outside the LM (the OOV rate).
 
 Downloads are checked against sha256 sums: torchaudio's for resource 12. Resources 31 and 11
 publish none, so those files are fetched, their sha256 logged, and `--checksums FILE`
@@ -35,6 +58,8 @@ Usage (from the repository root; run.sh: `local_py librispeech ...`, see local/c
     python -m local.librispeech download-lm --dest corpus/lm --files librispeech-lexicon.txt
     python -m local.librispeech prepare --corpus-dir DIR --data-dir data \\
         --train train-clean-5 --test dev-clean-2 [--lexicon FILE] [--arpa FILE]
+    python -m local.librispeech prepare --corpus-dir DIR --data-dir data --split-by-speaker \\
+        --lm en_us|train+other|train [--lm-order N] [--dev-clean DIR | --no-dev-clean]
     python -m local.librispeech transfer --data-dir data [--force]
 Without --parts, `download` finds the shared hour (librispeech_subset).
 """
@@ -52,14 +77,17 @@ from asr_kd.lang.ngram import train_kneser_ney
 from asr_kd.utils.io import atomic_path, clear_done, is_done, mark_done, write_lines, write_text
 from local.cli import Command, Corpus
 from local.common import fetch, logger, remove_if_empty, unpacked
-from local.fsdd import read_cmudict
 from local.transfer import command as transfer_command
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 SHARED_CORPUS_DIR = SHARED / "librispeech_subset"
 CMUDICT = SHARED / "cmudict" / "cmudict.dict"
+EN_US_ARPA = SHARED / "lm_en_us" / "en-us.arpa.gz"  # CMU Sphinx's general English trigram
+EN_US_DICT = SHARED / "lm_en_us" / "cmudict-en-us.dict"  # its dictionary
+DEV_CLEAN = SHARED / "librispeech_dev_clean"  # 14 dev-clean speakers, MP3
+DEV_CLEAN_PART, DEV_CLEAN_EXT = "dev-clean", "mp3"
 SHARED_PART = "train-clean-5"  # the only part of the shared hour
-LM_TEXTS = ("train", "train+other")
+LMS = ("en_us", "train+other", "train")
 UNK, SPN = "<UNK>", "SPN"
 
 OPENSLR = "https://www.openslr.org/resources"
@@ -201,6 +229,13 @@ def download_lm(target_dir, files, lm_dir=None, base_url: str = OPENSLR, checksu
 # ------------------------------------------------------------------------------ prepare
 
 
+def normalise(word: str) -> str:
+    """A word as every file `prepare` writes spells it: lower case, except the tokens in angle
+    brackets (`<s>`, `</s>`, `<UNK>`), kept as spelled. The one place case is decided: every
+    reader of words below (transcripts, lexicons, ARPA LMs) passes them through it."""
+    return word if word[:1] == "<" and word[-1:] == ">" else word.lower()
+
+
 def read_speakers(path: Path) -> dict[str, str]:
     """SPEAKERS.TXT as {speaker id: 'F' or 'M'}."""
     out = {}
@@ -214,21 +249,22 @@ def read_speakers(path: Path) -> dict[str, str]:
     return out
 
 
-def read_part(part_dir: Path) -> dict[str, tuple[Path, str, list[str]]]:
-    """{utt: (flac, speaker, words)} of every transcript line under `part_dir`."""
+def read_part(part_dir: Path, ext: str = "flac") -> dict[str, tuple[Path, str, list[str]]]:
+    """{utt: (audio file, speaker, words)} of every transcript line under `part_dir`, the audio
+    `<utt>.<ext>` beside its transcript (FLAC; MP3 in the dev-clean copy), words normalised."""
     out = {}
     for trans in sorted(part_dir.glob("*/*/*.trans.txt")):
         for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
             utt, *words = line.split()
-            flac = trans.parent / f"{utt}.flac"
+            audio = trans.parent / f"{utt}.{ext}"
             if not words:
                 raise ValueError(f"{trans}:{lineno}: utterance '{utt}' has no words")
-            if not flac.is_file():
-                raise ValueError(f"{trans}:{lineno}: utterance '{utt}': audio file {flac} "
+            if not audio.is_file():
+                raise ValueError(f"{trans}:{lineno}: utterance '{utt}': audio file {audio} "
                                  f"does not exist")
-            out[utt] = (flac.resolve(), utt.split("-")[0], words)
+            out[utt] = (audio.resolve(), utt.split("-")[0], [normalise(w) for w in words])
     if not out:
         raise ValueError(f"{part_dir}: no */*/*.trans.txt transcripts")
     return out
@@ -261,7 +297,7 @@ def split_speakers(sexes: dict[str, str], present: set[str]) -> dict[str, set[st
 
 
 def read_other_text(corpus_dir: Path, part: str = SHARED_PART) -> list[tuple[str, list[str]]]:
-    """(utt, words) of lm_text/<part>.other-utterances.txt."""
+    """(utt, words) of lm_text/<part>.other-utterances.txt, words normalised."""
     path, out = Path(corpus_dir) / "lm_text" / f"{part}.other-utterances.txt", []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -269,21 +305,26 @@ def read_other_text(corpus_dir: Path, part: str = SHARED_PART) -> list[tuple[str
         utt, *words = line.split()
         if not words:
             raise ValueError(f"{path}:{lineno}: utterance '{utt}' has no words")
-        out.append((utt, words))
+        out.append((utt, [normalise(w) for w in words]))
     return out
 
 
-def read_lexicon(path) -> dict[str, list[list[str]]]:
-    """librispeech-lexicon.txt (`WORD PH1 PH2 ...`) as {WORD: [pron, ...]}, stress digits
-    stripped (as from CMUdict) and the alternatives this makes equal merged."""
+def read_lexicon(path, words=None) -> dict[str, list[list[str]]]:
+    """A pronouncing dictionary as {word: [pron, ...]}: librispeech-lexicon.txt (`WORD PH1 PH2
+    ...`), CMUdict or cmudict-en-us.dict (`word PH1 ...`, alternatives `word(2)`, CMUdict's
+    `# comments`). Words normalised, stress digits stripped (all three then have the same 39
+    phones) and the alternatives this makes equal merged; only `words`, where given."""
     path, prons = Path(path), {}
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+        f = line.split("#")[0].split()
+        if not f:
             continue
-        word, *phones = line.split()
-        if not phones:
-            raise ValueError(f"{path}:{lineno}: word '{word}' has no pronunciation")
-        pron = [re.sub(r"\d", "", p) for p in phones]
+        word = normalise(re.sub(r"\(\d+\)$", "", f[0]))
+        if words is not None and word not in words:
+            continue
+        if len(f) < 2:
+            raise ValueError(f"{path}:{lineno}: word '{f[0]}' has no pronunciation")
+        pron = [re.sub(r"\d", "", p) for p in f[1:]]
         if pron not in prons.setdefault(word, []):
             prons[word].append(pron)
     return prons
@@ -295,7 +336,8 @@ def _open_arpa(path: Path):
 
 
 def arpa_words(path) -> set[str]:
-    """The words of an ARPA LM's unigram section (`<s>`, `</s>` left out)."""
+    """The words of an ARPA LM's unigram section (`<s>`, `</s>` left out), as spelled there;
+    reading stops at the end of that section (en_us: 72,547 of its 3.8M lines)."""
     path, words, section = Path(path), set(), None
     with _open_arpa(path) as f:
         for lineno, line in enumerate(f, 1):
@@ -314,8 +356,33 @@ def arpa_words(path) -> set[str]:
     return words - {"<s>", "</s>"}
 
 
+def lm_vocabulary(path) -> tuple[set[str], bool]:
+    """An ARPA LM's words normalised, and whether that changes any (then `copy_arpa` lower-cases
+    the file); an error where two of its words differ only in case."""
+    seen: dict[str, str] = {}
+    for w in sorted(arpa_words(path)):
+        if normalise(w) in seen:
+            raise ValueError(f"{path}: '{seen[normalise(w)]}' and '{w}' are both words of this "
+                             f"LM; lower-casing it would merge them")
+        seen[normalise(w)] = w
+    return set(seen), any(n != w for n, w in seen.items())
+
+
+def copy_arpa(src, dst, lower: bool) -> None:
+    """`src` (plain or .gz) as plain text at `dst` (kaldilm reads plain text); with `lower`, its
+    words normalised (an upper-case LM such as OpenSLR's)."""
+    with atomic_path(dst) as tmp, _open_arpa(Path(src)) as f, \
+            open(tmp, "w", encoding="utf-8") as out:
+        if not lower:
+            shutil.copyfileobj(f, out)
+            return
+        for line in f:  # headers, numbers and <s> unchanged by lower(); <UNK> kept by normalise
+            out.write(re.sub(r"\S+", lambda m: normalise(m[0]), line) if "<" in line else
+                      line.lower())
+
+
 def _sets_of(corpus_dir: Path, train: list[str], test: list[str], split_by_speaker: bool):
-    """({set: {utt: (flac, speaker, words)}}, log line) for the data dirs to write."""
+    """({set: {utt: (audio, speaker, words)}}, log line) for the data dirs to write."""
     if split_by_speaker:
         if len(train) != 1 or test:
             raise ValueError("--split-by-speaker splits one --train part and takes no --test")
@@ -336,21 +403,48 @@ def _sets_of(corpus_dir: Path, train: list[str], test: list[str], split_by_speak
     return sets, f"train {'+'.join(train)}, test {', '.join(test)}"
 
 
+def read_dev_clean(dev_clean, train_speakers: set[str]) -> dict[str, tuple[Path, str, list[str]]]:
+    """The dev-clean copy's utterances (`dev_clean`/dev-clean/, MP3), as read_part gives them;
+    an error naming any of its speakers who is a training speaker."""
+    utts = read_part(Path(dev_clean) / DEV_CLEAN_PART, DEV_CLEAN_EXT)
+    both = sorted({spk for _, spk, _ in utts.values()} & train_speakers)
+    if both:
+        raise ValueError(f"{dev_clean}: speaker(s) {', '.join(both)} also in data/train: "
+                         f"dev_clean must hold held-out speakers only")
+    return utts
+
+
+def _oov_line(name: str, texts: dict[str, list[str]], lm_words: set[str]) -> str:
+    toks = [w for ws in texts.values() for w in ws]
+    out = sum(w not in lm_words for w in toks)
+    return (f"{name} {len(texts)} utterances, {toks.count(UNK)} {UNK}, {out} / {len(toks)} "
+            f"tokens outside the LM ({100 * out / max(len(toks), 1):.1f}%)")
+
+
 def prepare_librispeech(corpus_dir, output_dir, train=(SHARED_PART,), test=(),
-                        split_by_speaker: bool = False, lexicon=None, cmudict=CMUDICT,
-                        arpa=None, lm_order: int = 3, lm_text: str = "train",
+                        split_by_speaker: bool = False, dev_clean=None, lm: str = "train",
+                        arpa=None, lm_order: int = 3, lexicon=None,
                         force: bool = False) -> dict[str, Path]:
     """Write the data dirs, `local/dict` and `local/lm.arpa` under `output_dir` (see the module
-    docstring); a rerun with the same options is skipped."""
-    if lm_text not in LM_TEXTS:
-        raise ValueError(f"--lm-text must be one of {', '.join(LM_TEXTS)}, got '{lm_text}'")
+    docstring): `dev_clean`, a copy of the dev-clean speakers, is data/dev_clean; `lm` one of
+    LMS, `arpa` an LM that replaces its own; `lexicon` replaces its dictionary. A rerun with
+    the same options is skipped."""
+    if lm not in LMS:
+        raise ValueError(f"--lm must be one of {', '.join(LMS)}, got '{lm}'")
     corpus_dir, out, train, test = Path(corpus_dir), Path(output_dir), list(train), list(test)
+    en_us = lm == "en_us"
+    arpa = Path(arpa) if arpa else (EN_US_ARPA if en_us else None)
+    lexicon = Path(lexicon) if lexicon else (EN_US_DICT if en_us else CMUDICT)
     opts = (f"train={'+'.join(train)} test={'+'.join(test)} split_by_speaker={split_by_speaker} "
-            f"lexicon={lexicon or cmudict} " + (f"arpa={arpa}" if arpa else
-                                                f"lm_order={lm_order} lm_text={lm_text}"))
+            f"dev_clean={dev_clean} lm={lm} lexicon={lexicon} " +
+            (f"arpa={arpa}" if arpa else f"lm_order={lm_order}"))
     opts_file = out / "local" / "options"
     names = ["train", "dev", "test"] if split_by_speaker else \
         ["train", *(p.replace("-", "_") for p in test)]
+    if dev_clean is not None:
+        if "dev_clean" in names:
+            raise ValueError("--test dev-clean and --dev-clean would both be data/dev_clean")
+        names.append("dev_clean")
     paths = {k: out / k for k in names}
     paths.update(dict=out / "local" / "dict", lm=out / "local" / "lm.arpa")
     stages = [*(paths[k] for k in names), paths["dict"], out / "local"]
@@ -361,36 +455,42 @@ def prepare_librispeech(corpus_dir, output_dir, train=(SHARED_PART,), test=(),
     for d in stages:
         clear_done(d)
 
+    # Everything is read and checked before anything is written.
     sets, described = _sets_of(corpus_dir, train, test, split_by_speaker)
     train_spk = {spk for _, spk, _ in sets["train"].values()}
-    other = [] if lm_text == "train" or arpa else \
+    if dev_clean is not None:
+        sets["dev_clean"] = read_dev_clean(dev_clean, train_spk)
+        described += (f", dev_clean {len({s for _, s, _ in sets['dev_clean'].values()})} "
+                      f"speakers ({Path(dev_clean) / DEV_CLEAN_PART})")
+    other = [] if lm != "train+other" or arpa else \
         [ws for utt, ws in read_other_text(corpus_dir, train[0]) if utt.split("-")[0] in train_spk]
-    lm_words = arpa_words(arpa) if arpa else set()
-    wanted = {w for s in sets.values() for _, _, ws in s.values() for w in ws}
-    wanted |= {w for ws in other for w in ws} | lm_words
-    prons = read_lexicon(lexicon) if lexicon else \
-        read_cmudict(cmudict, sorted(wanted), missing_ok=True)
+    lm_words, lower_lm = lm_vocabulary(arpa) if arpa else (set(), False)
+    # en_us: the dictionary restricted to the LM's words and the training transcripts'; else
+    # every word of the LM and of all transcripts that the dictionary has.
+    wanted = lm_words | {w for _, _, ws in sets["train"].values() for w in ws}
+    if not en_us:
+        wanted |= {w for s in sets.values() for _, _, ws in s.values() for w in ws}
+        wanted |= {w for ws in other for w in ws}
+    prons = read_lexicon(lexicon, wanted)
 
     def known(words):
         return [w if w in prons else UNK for w in words]
 
-    texts, unk = {}, {}
+    texts = {}
     for name, utts in sets.items():
         texts[name] = {u: known(ws) for u, (_, _, ws) in utts.items()}
-        unk[name] = sum(w == UNK for ws in texts[name].values() for w in ws)
         write_data_dir(paths[name], {u: str(f) for u, (f, _, _) in utts.items()}, texts[name],
                        {u: spk for u, (_, spk, _) in utts.items()})
 
     if arpa:
-        with atomic_path(paths["lm"]) as tmp, _open_arpa(Path(arpa)) as src, \
-                open(tmp, "w", encoding="utf-8") as dst:
-            shutil.copyfileobj(src, dst)  # decompressed: kaldilm reads plain text
-        lm_sentences = []
+        copy_arpa(arpa, paths["lm"], lower_lm)
+        lm_desc = f"ARPA {arpa}" + (" (lower-cased)" if lower_lm else "")
     else:
         lm_sentences = list(texts["train"].values()) + [known(ws) for ws in other]
-        lm = train_kneser_ney(lm_sentences, order=lm_order)
-        write_text(paths["lm"], lm.to_arpa())
-        lm_words = set(lm.vocab)
+        model = train_kneser_ney(lm_sentences, order=lm_order)
+        write_text(paths["lm"], model.to_arpa())
+        lm_words = set(model.vocab)
+        lm_desc = f"{lm_order}-gram LM on {lm} ({len(lm_sentences)} sentences)"
     vocab = sorted((lm_words | {w for t in texts.values() for ws in t.values() for w in ws})
                    & prons.keys())
     d = paths["dict"]
@@ -407,17 +507,9 @@ def prepare_librispeech(corpus_dir, output_dir, train=(SHARED_PART,), test=(),
         load_data_dir(paths[k])
     for stage in stages:  # `local` last: it stands for the whole preparation
         mark_done(stage)
-    counts = ", ".join(f"{k} {len(t)} ({unk[k]} {UNK} tokens)" for k, t in texts.items())
-    lm_desc = (f"ARPA {arpa}" if arpa else
-               f"{lm_order}-gram LM on {lm_text} ({len(lm_sentences)} sentences)")
-    outside = []
-    for k in names[1:]:
-        toks = [w for ws in texts[k].values() for w in ws]
-        n = sum(w not in lm_words for w in toks)
-        outside.append(f"{k} {n} / {len(toks)} ({100 * n / len(toks):.1f}%)")
-    _log(f"{described}; utterances {counts}: words {lexicon or cmudict} lacks became {UNK}; "
-         f"lexicon {len(vocab)} words; {lm_desc}, {len(lm_words)} words: tokens outside it "
-         f"{', '.join(outside)}")
+    _log(f"{described}; lexicon {lexicon}, {len(vocab)} words (a word not in it is {UNK}); "
+         f"{lm_desc}, {len(lm_words)} words; "
+         + "; ".join(_oov_line(k, texts[k], lm_words) for k in names))
     return paths
 
 
@@ -457,23 +549,42 @@ def _download_lm_args(p) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def prepare(corpus_dir, data_dir, split_by_speaker: bool = False, dev_clean=None,
+            no_dev_clean: bool = False, **kw) -> dict[str, Path]:
+    """`prepare`: `prepare_librispeech`, with the shared dev-clean copy as data/dev_clean by
+    default when splitting by speaker (the librispeech_subset recipe) and none otherwise."""
+    if no_dev_clean and dev_clean is not None:
+        raise ValueError("--dev-clean and --no-dev-clean both given")
+    if dev_clean is None and split_by_speaker and not no_dev_clean:
+        dev_clean = DEV_CLEAN
+    return prepare_librispeech(corpus_dir, data_dir, split_by_speaker=split_by_speaker,
+                               dev_clean=dev_clean, **kw)
+
+
 def _prepare_args(p) -> None:
     p.add_argument("--train", nargs="+", default=[SHARED_PART], help="parts joined as train")
     p.add_argument("--test", nargs="*", default=[], help="parts, each a data dir of its own")
     p.add_argument("--split-by-speaker", action="store_true",
                    help="split the one --train part into train/dev/test by speaker")
-    p.add_argument("--lexicon", type=Path, default=None,
-                   help="librispeech-lexicon.txt; default: CMUdict (--cmudict)")
-    p.add_argument("--cmudict", type=Path, default=CMUDICT)
+    p.add_argument("--dev-clean", type=Path, default=None,
+                   help=f"a copy of dev-clean speakers ({DEV_CLEAN_PART}/*/*/*.{DEV_CLEAN_EXT}) "
+                        f"to write as data/dev_clean; default: {DEV_CLEAN} with "
+                        f"--split-by-speaker, none otherwise")
+    p.add_argument("--no-dev-clean", action="store_true", help="no data/dev_clean")
+    p.add_argument("--lm", default="train", choices=LMS,
+                   help=f"en_us: {EN_US_ARPA.name} with {EN_US_DICT.name}; train, "
+                        f"train+other: a Kneser-Ney LM on that text (module docstring)")
     p.add_argument("--arpa", type=Path, default=None,
-                   help="ARPA LM (plain or .gz) to use instead of training one (then --lm-order "
-                        "and --lm-text are unused)")
+                   help="ARPA LM (plain or .gz) to use instead of --lm's (then --lm-order is "
+                        "unused)")
     p.add_argument("--lm-order", type=int, default=3, help="order of the Kneser-Ney LM")
-    p.add_argument("--lm-text", default="train", choices=LM_TEXTS)
+    p.add_argument("--lexicon", type=Path, default=None,
+                   help=f"pronouncing dictionary (librispeech-lexicon.txt or CMUdict's format); "
+                        f"default: {EN_US_DICT.name} with --lm en_us, else {CMUDICT}")
 
 
 CLI = Corpus(
-    "librispeech", __doc__, download, prepare_librispeech, holds="the parts, e.g. train-clean-5/",
+    "librispeech", __doc__, download, prepare, holds="the parts, e.g. train-clean-5/",
     archive=False, download_args=_download_args, prepare_args=_prepare_args,
     commands={"download-lm": Command(
         "download resource 11 files; prints their directory",

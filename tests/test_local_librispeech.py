@@ -1,7 +1,9 @@
 """local/librispeech.py: the shared hour split by speaker (CMUdict + <UNK>, the LM text rule),
-and OpenSLR downloads over local HTTP of archives in LibriSpeech's own layout, made of real
-utterances from the shared hour: verified, unpacked, prepared; and a wrong checksum, a truncated
-archive or a member escaping the target stops with a clear error and leaves nothing behind."""
+the en_us LM's lexicon rule and case normalisation (a small upper-case ARPA in its place),
+dev_clean on the real MP3 files with the real en_us LM, and OpenSLR downloads over local HTTP
+of archives in LibriSpeech's own layout, made of real utterances from the shared hour:
+verified, unpacked, prepared; and a wrong checksum, a truncated archive or a member escaping
+the target stops with a clear error and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from asr_kd.data import load_data_dir
+from asr_kd.data.audio import iter_utterance_audio, read_audio
 from asr_kd.lang.ngram import train_kneser_ney
 from asr_kd.utils.archive import sha256sum
 from local import librispeech as ls
@@ -100,7 +105,7 @@ def serve_lm(root: Path, train_text, drop: str) -> dict[str, str]:
 def prepared(tmp_path_factory):
     src = corpus("librispeech_subset")
     out = tmp_path_factory.mktemp("ls") / "data"
-    return src, out, prepare_librispeech(src, out, split_by_speaker=True, lm_text="train+other")
+    return src, out, prepare_librispeech(src, out, split_by_speaker=True, lm="train+other")
 
 
 def test_split_by_speaker(prepared):
@@ -118,11 +123,11 @@ def test_split_by_speaker(prepared):
 def test_lexicon_unk_and_lm_text(prepared):
     src, out, paths = prepared
     test = load_data_dir(paths["test"])
-    # BROWNIE'S is not in CMUdict: <UNK> in the reference too, pronounced SPN
-    assert test.text["32-21631-0002"][7:10] == ["BROWNIE", UNK, "LIFE"]
+    # brownie's is not in CMUdict: <UNK> in the reference too, pronounced SPN; all lower case
+    assert test.text["32-21631-0002"][7:10] == ["brownie", UNK, "life"]
     lexicon = (paths["dict"] / "lexicon.txt").read_text().splitlines()
     assert lexicon[0] == f"{UNK} SPN"
-    assert "BROWNIE B R AW N IY" in lexicon
+    assert "brownie B R AW N IY" in lexicon
     assert (paths["dict"] / "silence_phones.txt").read_text().split() == ["SIL", "SPN"]
     # the LM never saw a dev or test speaker's sentence: a word only they use is outside it
     unigrams = ls.arpa_words(paths["lm"])
@@ -130,15 +135,16 @@ def test_lexicon_unk_and_lm_text(prepared):
                 for w in ws}
     train_words = {w for ws in load_data_dir(paths["train"]).text.values() for w in ws}
     assert held_out - train_words - unigrams  # such words exist and stay out
-    assert "BROWNIE" in held_out and "BROWNIE" not in unigrams
+    assert "brownie" in held_out and "brownie" not in unigrams
 
 
 def test_rerun_skips_and_errors(prepared, tmp_path, capsys):
     src, out, _ = prepared
-    prepare_librispeech(src, out, split_by_speaker=True, lm_text="train+other")
+    prepare_librispeech(src, out, split_by_speaker=True, lm="train+other")
     assert "already prepared" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="--lm-text must be one of train, train\\+other"):
-        prepare_librispeech(src, tmp_path / "x", lm_text="all")
+    with pytest.raises(ValueError, match="--lm must be one of en_us, train\\+other, train, got "
+                                         "'all'"):
+        prepare_librispeech(src, tmp_path / "x", lm="all")
     with pytest.raises(ValueError, match="--split-by-speaker splits one --train part and takes "
                                          "no --test"):
         prepare_librispeech(src, tmp_path / "x", test=["dev-clean-2"], split_by_speaker=True)
@@ -166,6 +172,122 @@ def test_cli_runs_as_module(tmp_path):
                            "--dest", str(tmp_path)], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "no LibriSpeech copy" in proc.stderr
+
+
+# ---------------------------------------------------------------- en_us, case and dev_clean
+
+
+def small_upper_arpa(path: Path) -> Path:
+    """A trigram on two upper-case sentences, gzipped: the en_us LM's stand-in."""
+    lm = train_kneser_ney([["THE", "RECORD", "IS", "READ"], ["I", "LIVE", "HERE"]], order=3)
+    with gzip.open(path, "wt") as f:
+        f.write(lm.to_arpa())
+    return path
+
+
+def test_en_us_lexicon_and_case(tmp_path, capsys):
+    """--lm en_us with a small upper-case ARPA (--arpa) in place of en-us.arpa.gz: the lexicon is
+    cmudict-en-us.dict restricted to the LM's and the training transcripts' words, and the data
+    dirs, the lexicon and the LM all come out lower case."""
+    src, arpa = corpus("librispeech_subset"), small_upper_arpa(tmp_path / "small.arpa.gz")
+    paths = prepare_librispeech(src, tmp_path / "data", split_by_speaker=True, lm="en_us",
+                                arpa=arpa)
+    prons: dict[str, list[str]] = {}
+    for line in (paths["dict"] / "lexicon.txt").read_text().splitlines():
+        word, pron = line.split(maxsplit=1)
+        prons.setdefault(word, []).append(pron)
+    text = {k: load_data_dir(paths[k]).text for k in ("train", "dev", "test")}
+    train_words = {w for ws in text["train"].values() for w in ws}
+    # an LM word, with all its pronunciations (stress-free, as the dictionary has them)
+    assert prons["record"] == ["R AH K AO R D", "R EH K ER D", "R IH K AO R D"]
+    assert prons["read"] == ["R EH D", "R IY D"]
+    # a training word the LM lacks is there (alignment needs it); one the dictionary lacks
+    # is <UNK> in its transcript and absent
+    assert "pharisees" in prons and "pharisees" in train_words
+    assert "ronicky" not in prons and "ronicky" not in train_words
+    assert "ronicky" in {w for _, _, ws in ls.read_part(src / "train-clean-5").values()
+                         for w in ws}
+    assert sum(ws.count(UNK) for ws in text["train"].values()) == 158
+    # dictionary words in neither the LM nor train are absent: one nowhere, one only in a test
+    # transcript, where it is <UNK> (the decoder cannot say it)
+    assert "aardvark" not in prons
+    assert "woodchuck" not in prons
+    assert text["test"]["32-21631-0010"][8:10] == ["mister", UNK]  # MISTER WOODCHUCK
+    assert set(prons) == ({UNK, "the", "record", "is", "read", "i", "live", "here"}
+                          | train_words)
+    # one case everywhere: the upper-case ARPA was lower-cased as it was copied
+    lm_words = ls.arpa_words(paths["lm"])
+    assert lm_words == {"the", "record", "is", "read", "i", "live", "here"}
+    with gzip.open(arpa, "rt") as f:
+        assert paths["lm"].read_text() == f.read().lower()
+    words = lm_words | {w for t in text.values() for ws in t.values() for w in ws}
+    assert all(w == w.lower() for w in words - {UNK}) and words <= set(prons)
+    err = capsys.readouterr().err
+    assert f"ARPA {arpa} (lower-cased), 7 words;" in err
+    test = [w for ws in text["test"].values() for w in ws]
+    test_unk, test_out = test.count(UNK), sum(w not in lm_words for w in test)
+    assert f"; test 23 utterances, {test_unk} {UNK}, {test_out} / 835 tokens outside the LM" in err
+
+    mixed = tmp_path / "mixed.arpa"
+    mixed.write_text(train_kneser_ney([["The", "the"]], order=1).to_arpa())
+    with pytest.raises(ValueError, match=f"^{mixed}: 'The' and 'the' are both words of this LM; "
+                                         f"lower-casing it would merge them$"):
+        prepare_librispeech(src, tmp_path / "m", split_by_speaker=True, lm="en_us", arpa=mixed)
+
+
+def test_dev_clean_mp3_and_en_us(tmp_path, capsys):
+    """The command line as run.sh runs it: the real en_us LM and data/dev_clean by default, the
+    817 MP3 utterances of the shared dev-clean copy, their audio decoding at 16 kHz."""
+    src, dev_clean = corpus("librispeech_subset"), corpus("librispeech_dev_clean")
+    corpus("lm_en_us")
+    data = tmp_path / "data"
+    assert ls.main(["prepare", "--corpus-dir", str(src), "--data-dir", str(data),
+                    "--split-by-speaker", "--lm", "en_us"]) == 0
+    d = load_data_dir(data / "dev_clean")
+    assert len(d.utts) == 817 and len(d.spk2utt) == 14
+    assert sum(len(ws) for ws in d.text.values()) == 18519
+    utt = "174-50561-0000"
+    assert d.wav[utt] == str((dev_clean / "dev-clean/174/50561" / f"{utt}.mp3").resolve())
+    assert all(p.endswith(".mp3") for p in d.wav.values())
+    samples, rate = read_audio(d.wav[utt])
+    assert rate == 16000 and samples.ndim == 1
+    assert 3.9 < len(samples) / rate < 4.1 and np.abs(samples).max() > 1000  # 4.02 s of speech
+    assert d.text[utt][:3] == ["forgotten", "too", "the"]
+    # as the feature stage reads a data dir: the first utterance, 14.675 s by its MP3 header
+    first, samples, rate = next(iter_utterance_audio(d, sample_rate=16000))
+    assert first == d.utts[0] == "1673-143396-0000"
+    assert rate == 16000 and len(samples) == sf.info(d.wav[first]).frames == 234800
+    # the dictionary and the LM are en_us's, the LM copied as it is (already lower case)
+    assert (data / "local/lm.arpa").stat().st_size == 100617140
+    lexicon = (data / "local/dict/lexicon.txt").read_text().splitlines()
+    assert len({ln.split()[0] for ln in lexicon}) == 72560 + 1  # and <UNK>
+    err = capsys.readouterr().err
+    assert (f"dev_clean 14 speakers ({dev_clean / 'dev-clean'}); lexicon {ls.EN_US_DICT}, 72560 "
+            f"words (a word not in it is {UNK}); ARPA {ls.EN_US_ARPA}, 72545 words; "
+            f"train 251 utterances, 158 {UNK}, 185 / 8287 tokens outside the LM (2.2%); ") in err
+    # 2.0% of dev-clean's tokens outside the LM, as lm_en_us/SOURCE.md measured
+    assert f"dev_clean 817 utterances, 369 {UNK}, 374 / 18519 tokens outside the LM (2.0%)" in err
+    assert ls.main(["prepare", "--corpus-dir", str(src), "--data-dir", str(tmp_path / "x"),
+                    "--split-by-speaker", "--no-dev-clean", "--dev-clean", str(dev_clean)]) == 1
+    assert "error: --dev-clean and --no-dev-clean both given\n" in capsys.readouterr().err
+
+
+def test_dev_clean_speaker_overlap(tmp_path):
+    """A dev-clean copy holding a training speaker (1737, by a real MP3 under that speaker's
+    name) is refused before anything is written."""
+    src, real = corpus("librispeech_subset"), corpus("librispeech_dev_clean")
+    fake = tmp_path / "dev_clean"
+    chapter = fake / "dev-clean" / "1737" / "146161"
+    chapter.mkdir(parents=True)
+    shutil.copy(real / "dev-clean/174/50561/174-50561-0000.mp3", chapter / "1737-146161-0000.mp3")
+    (chapter / "1737-146161.trans.txt").write_text("1737-146161-0000 FORGOTTEN TOO\n")
+    with pytest.raises(ValueError, match=f"^{fake}: speaker\\(s\\) 1737 also in data/train: "
+                                         f"dev_clean must hold held-out speakers only$"):
+        prepare_librispeech(src, tmp_path / "data", split_by_speaker=True, dev_clean=fake)
+    assert not (tmp_path / "data").exists()
+    with pytest.raises(ValueError, match="--test dev-clean and --dev-clean would both be "
+                                         "data/dev_clean"):
+        prepare_librispeech(src, tmp_path / "data", test=["dev-clean"], dev_clean=real)
 
 
 # ---------------------------------------------------------------- OpenSLR downloads
@@ -218,11 +340,11 @@ def test_download_parts_then_prepare(http_server, tmp_path, capsys):
     utt = tr.utts[0]
     spk, chap, _ = utt.split("-")
     assert tr.wav[utt] == str((got / "train-clean-5" / spk / chap / f"{utt}.flac").resolve())
-    assert tr.utt2spk[utt] == spk and tr.text[utt] == train[utt][1]
+    assert tr.utt2spk[utt] == spk and tr.text[utt] == [w.lower() for w in train[utt][1]]
     # the trigram is on the training text only: dev words it lacks are outside the LM
     assert ls.arpa_words(paths["lm"]) == {w for ws in tr.text.values() for w in ws}
-    assert (f"librispeech: train train-clean-5, test dev-clean-2; utterances train {len(train)} "
-            f"(") in capsys.readouterr().err
+    assert (f"librispeech: train train-clean-5, test dev-clean-2; lexicon {ls.CMUDICT}, "
+            in capsys.readouterr().err)
 
 
 def test_default_checksum_is_torchaudios(http_server, tmp_path, capsys):
@@ -323,13 +445,13 @@ def test_openslr_lexicon_and_arpa(http_server, tmp_path, capsys):
     paths = prepare_librispeech(corpus_dir, tmp_path / "data", train=["train-clean-100"],
                                 test=["test-clean"], lexicon=lm_dir / files[0],
                                 arpa=lm_dir / files[1])
-    with gzip.open(lm_dir / files[1], "rt") as f:
-        assert paths["lm"].read_text() == f.read()  # decompressed, otherwise as given
+    with gzip.open(lm_dir / files[1], "rt") as f:  # decompressed and lower-cased
+        assert paths["lm"].read_text() == f.read().lower()
     lexicon = (paths["dict"] / "lexicon.txt").read_text().splitlines()
     assert lexicon[0] == f"{UNK} SPN" and not any(c.isdigit() for c in "".join(lexicon))
-    assert not any(ln.split()[0] == drop for ln in lexicon)
+    assert not any(ln.split()[0] == drop.lower() for ln in lexicon)
     tr = load_data_dir(paths["train"])
     have = {ln.split()[0] for ln in (root / "11" / files[0]).read_text().splitlines()}
     n_unk = sum(w not in have for _, ws in train.values() for w in ws)
     assert sum(ws.count(UNK) for ws in tr.text.values()) == n_unk > 0
-    assert f"train {len(train)} ({n_unk} {UNK} tokens)" in capsys.readouterr().err
+    assert f"train {len(train)} utterances, {n_unk} {UNK}, " in capsys.readouterr().err
