@@ -4,6 +4,7 @@
         [--ali-dir ALI_DIR] [--drop-bad]
     asr-kd perturb-speed DATA_DIR OUT_DIR --factors 0.9 1.1
     asr-kd perturb-vtln DATA_DIR OUT_DIR --factors 0.9 1.1 [--copies-only]
+    asr-kd prune-lm IN.arpa[.gz] OUT.arpa[.gz] [--threshold 1e-7] [--vocab WORDLIST]
     asr-kd make-lang DICT_DIR LANG_DIR --arpa LM.arpa
     asr-kd compute-feats DATA_DIR --config conf/fbank.yaml
     asr-kd train-mono DATA_DIR LANG_DIR EXP_DIR --config conf/mono.yaml
@@ -96,6 +97,12 @@ def cmd_perturb_vtln(a):
     d = perturb_vtln(a.data_dir, a.out_dir, a.factors, copies_only=a.copies_only)
     warps = " ".join(f"{f:g}" for f in sorted({d.warp_of(u) for u in d.utts}))
     print(f"{a.out_dir}: {len(d.utts)} utterances, {len(d.spk2utt)} speakers, warps {warps}")
+
+
+def cmd_prune_lm(a):
+    from asr_kd.steps.prune_lm import run_prune_lm
+
+    run_prune_lm(a.in_arpa, a.out_arpa, a.threshold, a.vocab)
 
 
 def cmd_make_lang(a):
@@ -229,6 +236,7 @@ VERBS = {
     "validate-data": (cmd_validate_data, ["data_dir"], None, None),
     "perturb-speed": (cmd_perturb_speed, ["data_dir", "out_dir"], "out_dir", "perturb"),
     "perturb-vtln": (cmd_perturb_vtln, ["data_dir", "out_dir"], "out_dir", "perturb"),
+    "prune-lm": (cmd_prune_lm, ["in_arpa", "out_arpa"], None, None),
     "make-lang": (cmd_make_lang, ["dict_dir", "lang_dir"], "lang_dir", "done"),
     "compute-feats": (cmd_compute_feats, ["data_dir"], "data_dir", "feats"),
     "train-mono": (cmd_train_mono, ["data_dir", "lang_dir", "exp_dir"], "exp_dir", "done"),
@@ -280,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--copies-only", action="store_true",
                             help="leave the originals out (a transfer set of perturbed copies "
                                  "of audio that is labelled already)")
+        if verb == "prune-lm":
+            sp.add_argument("--threshold", type=float, default=0.0,
+                            help="drop every n-gram (order >= 2) whose removal raises the "
+                                 "model's perplexity by less than this, relative (SRILM's "
+                                 "ngram -prune); 0: none")
+            sp.add_argument("--vocab", default=None, metavar="WORDLIST",
+                            help="keep only n-grams of these words (first field per line, "
+                                 "so words.txt works), unigrams renormalised; before pruning")
         if verb == "make-lang":
             sp.add_argument("--arpa", default=None, help="ARPA LM to convert into G.fst")
             sp.add_argument("--sil-prob", type=float, default=0.5)
