@@ -126,3 +126,35 @@ def test_too_short_utterance_has_no_path(yesno_run):
     assert equal_align(model.tm, [sil, lang.phones["Y"], sil], 12) is None  # 13 states do not fit
     ali = equal_align(model.tm, [sil, lang.phones["Y"], sil], 26)
     assert len(ali) == 26 and model.tm.tid2phone[ali[0]] == sil
+
+
+def test_hclg_resumes_from_the_steps_a_stopped_build_kept(yesno_run, tmp_path, caplog):
+    """A build stopped after LG (its LG.fst and stamp left in the work dir, as a killed run
+    leaves them) reads LG back and makes the same graph; a stamp of other inputs starts
+    afresh; a finished build removes its steps."""
+    import logging
+
+    from asr_kd.decode.graph import inputs_stamp, make_lg
+
+    rdir, _ = yesno_run
+    lang, model = _setup(rdir)
+    fresh = make_hclg(lang, model.tm, GraphConfig(), model.ctx).to_str(show_weight_one=True)
+    work = tmp_path / "steps"
+    work.mkdir()
+    (work / "stamp").write_text(inputs_stamp(lang, model.tm, model.ctx, GraphConfig()) + "\n")
+    make_lg(lang).write(str(work / "LG.fst"))
+    with caplog.at_level(logging.INFO, logger="asr_kd.decode.graph"):
+        resumed = make_hclg(lang, model.tm, GraphConfig(), model.ctx, work_dir=work)
+    assert resumed.to_str(show_weight_one=True) == fresh
+    assert f"graph: LG read back from {work / 'LG.fst'}" in caplog.text
+    assert "graph: CLG made in" in caplog.text
+    assert not work.exists()
+
+    work.mkdir()
+    (work / "stamp").write_text("of another lang\n")
+    kaldifst.compile("0 1 5 5 0\n1\n").write(str(work / "LG.fst"))  # not this lang's LG
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="asr_kd.decode.graph"):
+        again = make_hclg(lang, model.tm, GraphConfig(), model.ctx, work_dir=work)
+    assert again.to_str(show_weight_one=True) == fresh
+    assert "graph: LG made in" in caplog.text

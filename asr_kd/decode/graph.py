@@ -13,8 +13,14 @@ states reaches each group through an epsilon arc into a new state holding that g
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import dataclass
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import kaldifst
 import numpy as np
@@ -23,7 +29,8 @@ from asr_kd.hmm.context import ContextDependency
 from asr_kd.hmm.h_fst import decoding_ha
 from asr_kd.hmm.transitions import TransitionModel
 from asr_kd.lang import Lang
-from asr_kd.utils.fst import FstArrays, compile_text, from_arrays, to_arrays
+from asr_kd.utils.fst import FstArrays, compile_text, from_arrays, read_fst, to_arrays, write_fst
+from asr_kd.utils.io import write_text
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +106,28 @@ def add_self_loops(a: FstArrays, tm: TransitionModel, self_loop_scale: float) ->
 
 
 def make_hclg(lang: Lang, tm: TransitionModel, cfg: GraphConfig,
-              ctx: ContextDependency | None = None) -> kaldifst.StdVectorFst:
+               ctx: ContextDependency | None = None, work_dir=None) -> kaldifst.StdVectorFst:
+    """HCLG (module docstring). With `work_dir`, LG, C∘LG and HaCLG are kept there as they are
+    made (binary FSTs, written atomically) and a rerun starts from the last one kept: on a
+    72k-word trigram each step takes minutes. A stamp of the inputs (the lang's L_disambig and
+    G, the transition model, the tree, the config) guards them: other inputs start afresh."""
     ctx = ctx or ContextDependency.from_transitions(tm.topo, tm.tuples)
-    LG = make_lg(lang)
-    CLG, windows = ctx.compose(LG, lang.disambig_phones)
-    kaldifst.arcsort(CLG, sort_type="ilabel")
+    steps = _Steps(work_dir, inputs_stamp(lang, tm, ctx, cfg))
+    LG = steps.fst("LG", lambda: make_lg(lang))
+    CLG = steps.fst("CLG", lambda: _compose_context(ctx, LG, lang))
+    windows = steps.windows()
     ha_text, num_dis = decoding_ha(tm, ctx, windows, cfg.transition_scale)
-    Ha = compile_text(ha_text)
-    kaldifst.arcsort(Ha, sort_type="olabel")
-    HaCLG = kaldifst.compose(Ha, CLG)
-    if kaldifst.determinize_star(HaCLG, use_log=True):
-        raise RuntimeError("determinization of Ha∘C∘L∘G stopped early")
-    kaldifst.minimize_encoded(HaCLG)
+
+    def haclg():
+        Ha = compile_text(ha_text)
+        kaldifst.arcsort(Ha, sort_type="olabel")
+        HaCLG = kaldifst.compose(Ha, CLG)
+        if kaldifst.determinize_star(HaCLG, use_log=True):
+            raise RuntimeError("determinization of Ha∘C∘L∘G stopped early")
+        kaldifst.minimize_encoded(HaCLG)
+        return HaCLG
+
+    HaCLG = steps.fst("HaCLG", haclg)
     a = add_self_loops(to_arrays(HaCLG), tm, cfg.self_loop_scale)
     # Transition states -> pdf + 1; disambiguation symbols (and anything past them) -> epsilon.
     ts2pdf = np.array([0] + [pdf + 1 for _, _, pdf in tm.tuples] + [0] * num_dis)
@@ -118,7 +135,83 @@ def make_hclg(lang: Lang, tm: TransitionModel, cfg: GraphConfig,
     hclg = from_arrays(a)
     kaldifst.connect(hclg)
     kaldifst.arcsort(hclg, sort_type="ilabel")
+    steps.done("HCLG", hclg)
     log.info("HCLG: %d states, %d arcs before connect (LG: %d states, C∘LG: %d states, %d "
              "context windows)", a.num_states, a.num_arcs, LG.num_states, CLG.num_states,
              len(windows))
     return hclg
+
+
+def _compose_context(ctx: ContextDependency, LG, lang: Lang):
+    CLG, windows = ctx.compose(LG, lang.disambig_phones)
+    kaldifst.arcsort(CLG, sort_type="ilabel")
+    return CLG, windows
+
+
+def inputs_stamp(lang: Lang, tm: TransitionModel, ctx: ContextDependency,
+                 cfg: GraphConfig) -> str:
+    """What make_hclg's kept steps were made from: a sha256 of L_disambig, G, the transition
+    model, the tree and the config."""
+    h = hashlib.sha256()
+    for name in ("L_disambig.fst", "G.fst"):
+        h.update((lang.path / name).read_bytes())
+    h.update(json.dumps([tm.tuples, ctx.state_dict(), asdict(cfg)], default=str).encode())
+    return h.hexdigest()
+
+
+class _Steps:
+    """make_hclg's steps: each logged with its time, size and the process's peak memory, and,
+    with a work dir, kept there to be read back by a rerun with the same stamp."""
+
+    def __init__(self, work_dir, stamp: str):
+        self.dir = None if work_dir is None else Path(work_dir)
+        self.t0 = time.time()
+        self._windows = None
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            stamp_file = self.dir / "stamp"
+            if not stamp_file.is_file() or stamp_file.read_text().strip() != stamp:
+                for f in self.dir.glob("*.fst"):
+                    f.unlink()
+                (self.dir / "windows.json").unlink(missing_ok=True)
+                write_text(stamp_file, stamp + "\n")
+
+    def fst(self, name: str, make) -> kaldifst.StdVectorFst:
+        path = None if self.dir is None else self.dir / f"{name}.fst"
+        if path is not None and path.is_file() and (name != "CLG" or self._windows_file.is_file()):
+            fst = read_fst(path)
+            if name == "CLG":
+                self._windows = [tuple(w) for w in json.loads(self._windows_file.read_text())]
+            self._log(name, fst, "read back from " + str(path))
+            return fst
+        t = time.time()
+        out = make()
+        if name == "CLG":
+            out, self._windows = out
+        if path is not None:
+            if name == "CLG":
+                write_text(self._windows_file, json.dumps(self._windows))
+            write_fst(out, path)
+        self._log(name, out, f"made in {time.time() - t:.0f} s")
+        return out
+
+    @property
+    def _windows_file(self) -> Path:
+        return self.dir / "windows.json"
+
+    def windows(self) -> list[tuple[int, ...]]:
+        return self._windows
+
+    def done(self, name: str, fst) -> None:
+        self._log(name, fst, "made")
+        if self.dir is not None:  # the graph is the caller's to write; the steps are spent
+            shutil.rmtree(self.dir)
+
+    def _log(self, name: str, fst, how: str) -> None:
+        log.info("graph: %s %s: %d states, %d arcs; %.0f s in all, peak memory %.1f GB", name,
+                 how, fst.num_states, _num_arcs(fst), time.time() - self.t0,
+                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+
+
+def _num_arcs(fst) -> int:
+    return sum(fst.num_arcs(s) for s in range(fst.num_states))

@@ -23,7 +23,8 @@ def run_make_graph(lang_dir, model_dir, graph_dir, cfg: GraphConfig) -> None:
     clear_done(graph_dir)
     lang = load_lang(lang_dir)
     model = GmmHmm.load(Path(model_dir) / "final.mdl")
-    hclg = make_hclg(lang, model.tm, cfg, model.ctx)
+    # graph_dir/steps keeps LG, C∘LG and HaCLG until HCLG is made: a rerun resumes there
+    hclg = make_hclg(lang, model.tm, cfg, model.ctx, work_dir=graph_dir / "steps")
     write_fst(hclg, graph_dir / "HCLG.fst")
     shutil.copyfile(lang.path / "words.txt", graph_dir / "words.txt")
     if (lang.path / SCORE_MAP_FILE).is_file():  # decoding scores with it (asr_kd.score.wer)
