@@ -113,32 +113,35 @@ def make_hclg(lang: Lang, tm: TransitionModel, cfg: GraphConfig,
     G, the transition model, the tree, the config) guards them: other inputs start afresh."""
     ctx = ctx or ContextDependency.from_transitions(tm.topo, tm.tuples)
     steps = _Steps(work_dir, inputs_stamp(lang, tm, ctx, cfg))
-    LG = steps.fst("LG", lambda: make_lg(lang))
-    CLG = steps.fst("CLG", lambda: _compose_context(ctx, LG, lang))
-    windows = steps.windows()
-    ha_text, num_dis = decoding_ha(tm, ctx, windows, cfg.transition_scale)
+    # Each FST is dropped once the next is made (steps run inside one another): on a 72k-word
+    # trigram they are gigabytes each.
+
+    def clg():
+        return _compose_context(ctx, steps.fst("LG", lambda: make_lg(lang)), lang)
 
     def haclg():
+        CLG = steps.fst("CLG", clg)
+        ha_text, _ = decoding_ha(tm, ctx, steps.windows(), cfg.transition_scale)
         Ha = compile_text(ha_text)
         kaldifst.arcsort(Ha, sort_type="olabel")
         HaCLG = kaldifst.compose(Ha, CLG)
+        del CLG
         if kaldifst.determinize_star(HaCLG, use_log=True):
             raise RuntimeError("determinization of Ha∘C∘L∘G stopped early")
         kaldifst.minimize_encoded(HaCLG)
         return HaCLG
 
-    HaCLG = steps.fst("HaCLG", haclg)
-    a = add_self_loops(to_arrays(HaCLG), tm, cfg.self_loop_scale)
+    a = to_arrays(steps.fst("HaCLG", haclg))
+    a = add_self_loops(a, tm, cfg.self_loop_scale)
     # Transition states -> pdf + 1; disambiguation symbols (and anything past them) -> epsilon.
+    _, num_dis = decoding_ha(tm, ctx, steps.windows(), cfg.transition_scale)
     ts2pdf = np.array([0] + [pdf + 1 for _, _, pdf in tm.tuples] + [0] * num_dis)
     a.ilabel = ts2pdf[a.ilabel]
     hclg = from_arrays(a)
+    del a
     kaldifst.connect(hclg)
     kaldifst.arcsort(hclg, sort_type="ilabel")
     steps.done("HCLG", hclg)
-    log.info("HCLG: %d states, %d arcs before connect (LG: %d states, C∘LG: %d states, %d "
-             "context windows)", a.num_states, a.num_arcs, LG.num_states, CLG.num_states,
-             len(windows))
     return hclg
 
 
@@ -180,8 +183,6 @@ class _Steps:
         path = None if self.dir is None else self.dir / f"{name}.fst"
         if path is not None and path.is_file() and (name != "CLG" or self._windows_file.is_file()):
             fst = read_fst(path)
-            if name == "CLG":
-                self._windows = [tuple(w) for w in json.loads(self._windows_file.read_text())]
             self._log(name, fst, "read back from " + str(path))
             return fst
         t = time.time()
@@ -200,6 +201,9 @@ class _Steps:
         return self.dir / "windows.json"
 
     def windows(self) -> list[tuple[int, ...]]:
+        """C∘LG's input labels' context windows (made with CLG, or kept beside it)."""
+        if self._windows is None:
+            self._windows = [tuple(w) for w in json.loads(self._windows_file.read_text())]
         return self._windows
 
     def done(self, name: str, fst) -> None:

@@ -24,6 +24,7 @@ lm=en_us        # en_us, train+other or train (above)
 lm_order=3      # the order of the train+other or train LM
 arpa=           # an ARPA LM (plain or .gz) in place of --lm's, e.g. a small one for CI
 test_sets="test dev_clean"  # both decoded and reported; the first is $test
+dev_set=dev     # the two dev speakers: stage 9 chooses each system's LM weight and penalty there
 . ../common/options.sh "$@"
 
 corpus=librispeech_subset
