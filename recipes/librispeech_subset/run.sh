@@ -25,6 +25,7 @@ lm_order=3      # the order of the train+other or train LM
 arpa=           # an ARPA LM (plain or .gz) in place of --lm's, e.g. a small one for CI
 test_sets="test dev_clean"  # both decoded and reported; the first is $test
 dev_set=dev     # the two dev speakers: stage 9 chooses each system's LM weight and penalty there
+lm_weights=8,10,12,14,16  # every second of Kaldi's 7:17: each point is a search of the 52M-arc graph
 . ../common/options.sh "$@"
 
 corpus=librispeech_subset
