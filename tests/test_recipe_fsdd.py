@@ -206,6 +206,39 @@ def test_evaluate_on_a_users_data_dir(fsdd_run, tmp_path):
     assert out.read_text().splitlines() == [" ".join([u] + recipe_hyps[u]) for u in utts]
 
 
+def test_evaluate_on_mp3_recordings(fsdd_run, tmp_path):
+    """The same speaker's recordings as MP3 (as LibriSpeech's dev_clean copy comes): `evaluate`
+    reads them through wav.scp unchanged and scores every utterance, close to the WAV's WER
+    (MP3 is lossy: a few words may change)."""
+    import soundfile as sf
+
+    rdir, results = fsdd_run
+    test = load_data_dir(rdir / "data/test")
+    utts = [u for u in test.utts if test.utt2spk[u] == "jackson"]
+    mp3 = {}
+    for u in utts:
+        x, sr = sf.read(test.wav[u], dtype="float32")
+        mp3[u] = str(tmp_path / f"{u}.mp3")
+        sf.write(mp3[u], x, sr, format="MP3")
+    user = tmp_path / "jackson_mp3"
+    write_data_dir(user, mp3, {u: test.text[u] for u in utts}, {u: "jackson" for u in utts})
+    proc = subprocess.run([sys.executable, "-m", "asr_kd", "evaluate", str(rdir), str(user),
+                           "--system", "student_kd", "--device", "cpu"], cwd=tmp_path,
+                          capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stderr
+    hyps = {ln.split()[0]: ln.split()[1:] for ln in
+            (rdir / "exp/student_kd/decode_eval_jackson_mp3/hyp.txt").read_text().splitlines()}
+    assert sorted(hyps) == sorted(utts)
+    recipe_hyps = {line.split()[0]: line.split()[1:] for line in
+                   (rdir / results["systems"]["student_kd"]["hyp"]).read_text().splitlines()}
+    refs = {u: test.text[u] for u in utts}
+    wav_wer = compute_wer(refs, {u: recipe_hyps[u] for u in utts})
+    mp3_wer = compute_wer(refs, hyps)
+    assert f"student_kd: {mp3_wer.kaldi_line()}" in proc.stdout
+    assert mp3_wer.errors <= wav_wer.errors + 2, (mp3_wer.kaldi_line(), wav_wer.kaldi_line())
+
+
 @pytest.mark.parametrize("system", ["ensemble", "student_tdnn_kd"])
 def test_torch_decoder_finds_the_reference_paths(fsdd_run, system, monkeypatch):
     rdir, _ = fsdd_run
