@@ -25,3 +25,4 @@ dev_set=                  # stage 9: a data dir under data/ (run.sh's dev speake
                           # picks each system's LM weight and penalty for the test sets
 lm_weights=7:17           # stage 9, with a dev set: the LM weights searched (Kaldi's score.sh)
 word_ins_penalties="0 0.5 1.0"  # stage 9, with a dev set: the penalties searched
+decode_jobs=1             # stage 9: systems decoded at once (each holds its graph in memory)

@@ -45,6 +45,8 @@
 #                     holds only what differs; a file only there is used alone
 #   sil_prob          optional silence between words in L (default 0.5; 0 where silence is a
 #                     word of the transcripts, as TIMIT's sil)
+#   decode_jobs       systems stage 9 decodes at once (default 1), e.g. 2 on two cores: each
+#                     holds its own copy of the graph (and one per word insertion penalty)
 #   dev_set           a data dir of held-out training speakers (stage 1 makes it), e.g. dev:
 #                     stage 9 decodes it with every system at each LM weight of $lm_weights and
 #                     penalty of $word_ins_penalties, and decodes the test sets at the best
@@ -209,10 +211,13 @@ if run 9; then
   log "Stage 9: decode $test_sets with every system"
   students_dirs=$(for s in $students; do for v in $(variants); do echo exp/${s}_$v; done; done)
   gmm_dirs=$(for g in $gmm_below $gmm; do echo exp/$g; done)
+  pids=()  # up to $decode_jobs systems at once; a failed one stops the stage when waited for
   for dir in $gmm_dirs exp/teacher_* exp/ensemble $students_dirs; do
     model=$dir/final.pt; [ -f "$model" ] || model=$dir/final.mdl
-    decode_system "$(basename "$dir")" "$model" "$dir"
+    decode_system "$(basename "$dir")" "$model" "$dir" & pids+=($!)
+    if [ ${#pids[@]} -ge "$decode_jobs" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
   done
+  for pid in "${pids[@]}"; do wait "$pid"; done
 fi
 if run 10; then
   log "Stage 10: results (Table 1)"
