@@ -15,6 +15,10 @@ What is real and what is not:
   transcripts) the frames walk the pdfs of its phones' HMM states (2-5 frames per state, optional
   silence between words), and each frame's scores are log_softmax(N(0, 2^2) noise + 6 on the
   walked pdf), so the right pdf is on top in about two thirds of the frames.
+- --recipe-dir DIR (e.g. recipes/librispeech_subset after its stage 8): everything real
+  instead: the recipe's exp/graph (its HCLG read as binary, never as text), the scores of its
+  model exp/SYSTEM/final.pt on data/DATA's features (default: the ensemble on dev_clean), and
+  those utterances' transcripts for the WER.
 Rows: graph building (CPU, once), the torch decoder on a batch (after one warm-up batch), the
 reference on the same utterances one by one. RTFx = seconds of audio / seconds of search.
 
@@ -51,7 +55,7 @@ from asr_kd.hmm.transitions import TransitionModel, monophone_tuples
 from asr_kd.lang import load_lang
 from asr_kd.lang.ngram import train_kneser_ney
 from asr_kd.score.wer import compute_wer
-from asr_kd.utils.fst import read_fst, write_fst
+from asr_kd.utils.fst import read_fst, read_fst_arrays, read_symbols, write_fst
 
 LM_TEXT = CORPORA / "librispeech_subset" / "lm_text"
 
@@ -66,6 +70,11 @@ def add_args(p):
     p.add_argument("--max-active", type=int, default=7000)
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/asr_kd_bench_decode"),
                    help="the lang dir and HCLG are built here once and reused")
+    p.add_argument("--recipe-dir", type=Path, default=None,
+                   help="real scores instead: a recipe's graph (exp/graph), the model of --system "
+                        "and its features of --data (e.g. recipes/librispeech_subset)")
+    p.add_argument("--system", default="ensemble", help="with --recipe-dir: exp/SYSTEM/final.pt")
+    p.add_argument("--data", default="dev_clean", help="with --recipe-dir: data/DATA")
 
 
 def lm_sentences(limit: int | None) -> list[list[str]]:
@@ -148,23 +157,61 @@ def synthetic_scores(lang, tm: TransitionModel, words: list[str], rng) -> np.nda
     return torch.log_softmax(torch.from_numpy(z), dim=-1).numpy()
 
 
+def recipe_scores(args, device) -> tuple[list[list[str]], list[np.ndarray], int]:
+    """The transcripts and the model's decoding scores (log posterior - log prior, as the
+    recipe's decode gives them) of the data dir's first --batch + 2 utterances, and num_pdfs."""
+    import os
+
+    from asr_kd.acoustic.loading import load_acoustic_model
+    from asr_kd.features import as_tensors
+    from asr_kd.steps.common import load_dir_feats
+
+    here = Path.cwd()
+    os.chdir(args.recipe_dir)  # feats.scp paths are relative to the recipe dir
+    try:
+        d, feats = load_dir_feats(f"data/{args.data}")
+        model = load_acoustic_model(f"exp/{args.system}/final.pt", device)
+    finally:
+        os.chdir(here)
+    utts = d.utts[:args.batch + 2]
+    feats_t = as_tensors({u: feats[u] for u in utts})
+    with torch.no_grad():
+        scored = model.scores([feats_t[u].to(device) for u in utts])
+    scores = [ll.float().cpu().numpy() for ll, _ in scored]
+    return [d.text[u] for u in utts], scores, scores[0].shape[1]
+
+
 def main():
     args = parse_args(__doc__, add_args)
     device = pick_device(args.device)
     if args.quick:
         args.batch, args.ref_utts, args.max_active = 4, 4, 500
     rep = Report("decode", device, args)
-    lang, hclg, tm, build_s = build_graph(args, args.work_dir)
-    graph = DeviceGraph(hclg, device)
+    if args.recipe_dir is None:
+        lang, hclg, tm, build_s = build_graph(args, args.work_dir)
+        id2word, num_pdfs, graph_arrays = lang.id2word, tm.num_pdfs, hclg
+        rng = np.random.default_rng(0)
+        transcripts = [words for _, _, words in librispeech()]
+        picks = rng.choice(len(transcripts), size=args.batch + 2)
+        texts = [transcripts[i] for i in picks]
+        scores = [synthetic_scores(lang, tm, t, rng) for t in texts]
+        lm = args.arpa or f"our {args.order}-gram on the shared LibriSpeech LM text"
+        source = f"synthetic scores; LM {lm}; {len(lang.words):,} words"
+    else:
+        t0 = time.perf_counter()
+        gdir = args.recipe_dir / "exp/graph"
+        hclg = read_fst(gdir / "HCLG.fst")
+        graph_arrays = read_fst_arrays(gdir / "HCLG.fst")  # the torch decoder's, without text
+        build_s = time.perf_counter() - t0
+        id2word = {i: w for w, i in read_symbols(gdir / "words.txt").items()}
+        texts, scores, num_pdfs = recipe_scores(args, device)
+        source = (f"{args.system}'s scores on {args.data} ({args.recipe_dir}); "
+                  f"{len(id2word):,} words")
+    graph = DeviceGraph(graph_arrays, device)
+    del graph_arrays
     arcs = len(graph.emitting.dst) + len(graph.epsilon.dst)
-    rep.add(step="graph (make_hclg on the CPU, or read from --work-dir)", device="cpu",
+    rep.add(step="graph (built, or read from --work-dir / the recipe)", device="cpu",
             states=hclg.num_states, arcs=arcs, seconds=build_s)
-
-    rng = np.random.default_rng(0)
-    transcripts = [words for _, _, words in librispeech()]
-    picks = rng.choice(len(transcripts), size=args.batch + 2)
-    texts = [transcripts[i] for i in picks]
-    scores = [synthetic_scores(lang, tm, t, rng) for t in texts]
     warm, batch, texts = scores[:2], scores[2:], texts[2:]
     audio_s = sum(len(s) for s in batch) * 0.01
     cfg = DecodeConfig(beam=args.beam, max_active=args.max_active)
@@ -177,7 +224,6 @@ def main():
     ours = decoder.decode_batch(batch)
     sync(device)
     sec = time.perf_counter() - t0
-    id2word = lang.id2word
     refs = {str(i): t for i, t in enumerate(texts)}
 
     def wer_of(hyps):
@@ -200,9 +246,8 @@ def main():
     rep.add(step="reference (kaldi-decoder, 1 CPU core)", device="cpu", batch=1,
             audio_s=ref_audio, seconds=ref_s, rtfx=ref_audio / ref_s, wer=wer_of(theirs),
             same_words=f"{same}/{n}")
-    rep.note(f"graph: {hclg.num_states:,} states, {arcs:,} arcs; LM "
-             f"{args.arpa or f'our {args.order}-gram on the shared LibriSpeech LM text'}; "
-             f"{len(lang.words):,} words; {tm.num_pdfs} pdfs; beam {args.beam}, max-active "
+    rep.note(f"graph: {hclg.num_states:,} states, {arcs:,} arcs; {source}; "
+             f"{num_pdfs} pdfs; beam {args.beam}, max-active "
              f"{args.max_active}; speed-up of the torch decoder over the reference: "
              f"{(audio_s / sec) / (ref_audio / ref_s):.1f}x")
     rep.finish()

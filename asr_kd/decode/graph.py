@@ -112,7 +112,7 @@ def make_hclg(lang: Lang, tm: TransitionModel, cfg: GraphConfig,
     72k-word trigram each step takes minutes. A stamp of the inputs (the lang's L_disambig and
     G, the transition model, the tree, the config) guards them: other inputs start afresh."""
     ctx = ctx or ContextDependency.from_transitions(tm.topo, tm.tuples)
-    steps = _Steps(work_dir, inputs_stamp(lang, tm, ctx, cfg))
+    steps = _Steps(work_dir, None if work_dir is None else inputs_stamp(lang, tm, ctx, cfg))
     # Each FST is dropped once the next is made (steps run inside one another): on a 72k-word
     # trigram they are gigabytes each.
 
@@ -166,7 +166,7 @@ class _Steps:
     """make_hclg's steps: each logged with its time, size and the process's peak memory, and,
     with a work dir, kept there to be read back by a rerun with the same stamp."""
 
-    def __init__(self, work_dir, stamp: str):
+    def __init__(self, work_dir, stamp: str | None):
         self.dir = None if work_dir is None else Path(work_dir)
         self.t0 = self._last = time.time()
         self._windows = None
