@@ -7,7 +7,14 @@ import kaldifst
 import numpy as np
 import pytest
 
-from asr_kd.utils.fst import FstArrays, from_arrays, read_fst_arrays, to_arrays, write_fst_arrays
+from asr_kd.utils.fst import (
+    FstArrays,
+    add_output_arc_cost,
+    from_arrays,
+    read_fst_arrays,
+    to_arrays,
+    write_fst_arrays,
+)
 
 
 def random_fst(seed: int, num_states: int = 300, num_arcs: int = 2000) -> kaldifst.StdVectorFst:
@@ -96,3 +103,16 @@ def test_not_an_fst_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"cut\.fst: damaged vector FST \(the file ends "
                                          r"inside the arcs of state 299\)$"):
         read_fst_arrays(tmp_path / "cut.fst")
+
+
+def test_output_arc_cost_patched_into_the_file_equals_the_arrays_sum():
+    a = iterated(random_fst(6))
+    a.olabel[::3] = 0  # epsilon outputs: their cost must not change
+    fst = from_arrays(a)
+    b = iterated(add_output_arc_cost(fst, 0.7))
+    expected = np.where(a.olabel != 0, a.weight + np.float32(0.7), a.weight).astype(np.float32)
+    np.testing.assert_array_equal(b.weight.view(np.int32), expected.view(np.int32))
+    for k in ("src", "dst", "ilabel", "olabel"):
+        np.testing.assert_array_equal(getattr(b, k), getattr(a, k))
+    np.testing.assert_array_equal(b.final.view(np.int32), a.final.view(np.int32))
+    assert (a.olabel == 0).any() and (a.olabel != 0).any()

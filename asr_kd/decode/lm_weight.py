@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import kaldifst
-import numpy as np
 
-from asr_kd.utils.fst import from_arrays, to_arrays
+from asr_kd.utils.fst import add_output_arc_cost
 
 # Kaldi's score.sh default penalties (--word_ins_penalty 0.0,0.5,1.0; its weights, 7:17, are
 # the recipes' lm_weights)
@@ -98,6 +97,4 @@ def add_word_penalty(hclg: kaldifst.StdVectorFst, penalty: float) -> kaldifst.St
     lattice-add-penalty's change to each path's graph cost, made before the search."""
     if penalty == 0:
         return hclg
-    a = to_arrays(hclg)
-    a.weight = (a.weight + np.float32(penalty) * (a.olabel != 0)).astype(np.float32)
-    return from_arrays(a)
+    return add_output_arc_cost(hclg, penalty)

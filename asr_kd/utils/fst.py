@@ -155,7 +155,9 @@ def _read_header(buf: bytes) -> dict:
                 num_states=num_states, num_arcs=num_arcs, body=pos)
 
 
-def _vector_body(buf: bytes, h: dict) -> FstArrays:
+def _vector_layout(buf, h: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A VectorFst body's records, as int32-word offsets from the body's start: each state's
+    first word (its final weight), its arc count, and each arc's first word (its ilabel)."""
     words = memoryview(buf)[h["body"]:]
     words = words[:len(words) - len(words) % 4].cast("i")
     n = h["num_states"]
@@ -174,14 +176,40 @@ def _vector_body(buf: bytes, h: dict) -> FstArrays:
         pos += 3 + 4 * k
     if pos > end:
         raise ValueError(f"the file ends inside the arcs of state {n - 1}")
-    body = np.frombuffer(buf, dtype="<i4", count=pos, offset=h["body"])
     rank = np.arange(int(narcs.sum())) - np.repeat(np.cumsum(narcs) - narcs, narcs)
-    at = np.repeat(first + 3, narcs) + 4 * rank
+    return first, narcs, np.repeat(first + 3, narcs) + 4 * rank
+
+
+def _vector_body(buf: bytes, h: dict) -> FstArrays:
+    first, narcs, at = _vector_layout(buf, h)
+    n = h["num_states"]
+    body = np.frombuffer(buf, dtype="<i4", offset=h["body"],
+                         count=int(first[-1] + 3 + 4 * narcs[-1]) if n else 0)
     return FstArrays(
         num_states=n, start=h["start"], src=np.repeat(np.arange(n, dtype=np.int64), narcs),
         dst=body[at + 3].astype(np.int64), ilabel=body[at].astype(np.int64),
         olabel=body[at + 1].astype(np.int64), weight=body[at + 2].view("<f4").astype(np.float32),
         final=body[first].view("<f4").astype(np.float32))
+
+
+def add_output_arc_cost(fst: kaldifst.StdVectorFst, cost: float) -> kaldifst.StdVectorFst:
+    """A copy of `fst` with `cost` added to every arc whose output label is not epsilon, made by
+    patching the weights in its binary file: no arrays of the whole graph, so a copy of a
+    50M-arc HCLG costs about its file's size in passing."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/fst"
+        fst.write(path)
+        buf = bytearray(Path(path).read_bytes())
+        h = _read_header(buf)
+        _, _, at = _vector_layout(buf, h)
+        end = int(at[-1] + 4) if len(at) else 0
+        body = np.frombuffer(buf, dtype="<i4", offset=h["body"], count=end)
+        weights = body.view("<f4")  # the same memory: writes go into buf
+        words_out = at[body[at + 1] != 0] + 2
+        weights[words_out] = weights[words_out] + np.float32(cost)
+        del body, weights
+        Path(path).write_bytes(buf)
+        return kaldifst.StdVectorFst.read(path)
 
 
 def _const_body(buf: bytes, h: dict) -> FstArrays:
