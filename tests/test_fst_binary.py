@@ -11,6 +11,7 @@ from asr_kd.utils.fst import (
     FstArrays,
     add_output_arc_cost,
     from_arrays,
+    read_fst,
     read_fst_arrays,
     to_arrays,
     write_fst_arrays,
@@ -116,3 +117,21 @@ def test_output_arc_cost_patched_into_the_file_equals_the_arrays_sum():
         np.testing.assert_array_equal(getattr(b, k), getattr(a, k))
     np.testing.assert_array_equal(b.final.view(np.int32), a.final.view(np.int32))
     assert (a.olabel == 0).any() and (a.olabel != 0).any()
+
+
+def test_read_fst_names_a_missing_or_foreign_file(tmp_path):
+    """kaldifst's own reader returns None for both; ours says which file and why."""
+    with pytest.raises(FileNotFoundError, match=r"HCLG\.fst: no such FST file$"):
+        read_fst(tmp_path / "HCLG.fst")
+    (tmp_path / "G.fst").write_text("0 1 2 2 0.5\n1\n")
+    with pytest.raises(ValueError, match=r"G\.fst: not an OpenFst binary VectorFst or "
+                                         r"ConstFst of StdArc$"):
+        read_fst(tmp_path / "G.fst")
+
+
+def test_read_fst_takes_a_const_graph_as_kaldis_mkgraph_writes_it(tmp_path):
+    fst = random_fst(7)
+    kaldifst.StdConstFst(fst).write(str(tmp_path / "HCLG.fst"))
+    back = read_fst(tmp_path / "HCLG.fst")
+    assert isinstance(back, kaldifst.StdVectorFst)
+    assert back.to_str(show_weight_one=True) == fst.to_str(show_weight_one=True)

@@ -244,7 +244,17 @@ def compile_text(text: str) -> kaldifst.StdVectorFst:
 
 
 def read_fst(path) -> kaldifst.StdVectorFst:
-    return kaldifst.StdVectorFst.read(str(path))
+    """A binary VectorFst, or a ConstFst (as Kaldi's mkgraph.sh writes HCLG) made a VectorFst.
+    kaldifst itself returns None for a missing or foreign file: this names it."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such FST file")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    is_const = head[4:13] == _string("const")
+    fst = (kaldifst.StdConstFst if is_const else kaldifst.StdVectorFst).read(str(path))
+    if fst is None:
+        raise ValueError(f"{path}: not an OpenFst binary VectorFst or ConstFst of StdArc")
+    return kaldifst.StdVectorFst(fst) if is_const else fst
 
 
 def write_fst(fst: kaldifst.StdVectorFst, path) -> None:
