@@ -184,6 +184,14 @@ def test_specialists(fsdd_run):
     assert "## Specialists (paper section 5)" in md and "| specialists covering |" in md
 
 
+def evaluate_student_kd(rdir, user, cwd) -> subprocess.CompletedProcess:
+    """`asr-kd evaluate RECIPE USER_DIR --system student_kd`, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "asr_kd", "evaluate", str(rdir), str(user),
+                           "--system", "student_kd", "--device", "cpu"], cwd=cwd,
+                          capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
 def test_evaluate_on_a_users_data_dir(fsdd_run, tmp_path):
     """A data dir made of one test speaker's utterances (so its per-speaker CMVN is the same as
     in the full test set) gets exactly the hypotheses the recipe's decode gave them."""
@@ -193,10 +201,7 @@ def test_evaluate_on_a_users_data_dir(fsdd_run, tmp_path):
     user = tmp_path / "my_recordings"
     write_data_dir(user, {u: test.wav[u] for u in utts}, {u: test.text[u] for u in utts},
                    {u: "jackson" for u in utts})
-    proc = subprocess.run([sys.executable, "-m", "asr_kd", "evaluate", str(rdir), str(user),
-                           "--system", "student_kd", "--device", "cpu"], cwd=tmp_path,
-                          capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    proc = evaluate_student_kd(rdir, user, tmp_path)
     assert proc.returncode == 0, proc.stderr
     recipe_hyps = {line.split()[0]: line.split()[1:] for line in
                    (rdir / results["systems"]["student_kd"]["hyp"]).read_text().splitlines()}
@@ -222,10 +227,7 @@ def test_evaluate_on_mp3_recordings(fsdd_run, tmp_path):
         sf.write(mp3[u], x, sr, format="MP3")
     user = tmp_path / "jackson_mp3"
     write_data_dir(user, mp3, {u: test.text[u] for u in utts}, {u: "jackson" for u in utts})
-    proc = subprocess.run([sys.executable, "-m", "asr_kd", "evaluate", str(rdir), str(user),
-                           "--system", "student_kd", "--device", "cpu"], cwd=tmp_path,
-                          capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    proc = evaluate_student_kd(rdir, user, tmp_path)
     assert proc.returncode == 0, proc.stderr
     hyps = {ln.split()[0]: ln.split()[1:] for ln in
             (rdir / "exp/student_kd/decode_eval_jackson_mp3/hyp.txt").read_text().splitlines()}
