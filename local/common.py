@@ -3,6 +3,7 @@ and unpacking archives."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import urllib.error
@@ -86,3 +87,26 @@ def unpacked(url: str, archive, sha256: str | None, log: Callable[[str], None], 
             shutil.rmtree(unpack)
         if created:
             remove_if_empty(archive.parent)
+
+
+def read_pronunciations(path, spell: Callable[[str], str] = str,
+                        words=None) -> dict[str, list[list[str]]]:
+    """A pronouncing dictionary as {spell(word): [pron, ...]}: librispeech-lexicon.txt (`WORD
+    PH1 PH2 ...`), CMUdict or cmudict-en-us.dict (`word PH1 ...`, alternatives `word(2)`,
+    CMUdict's `# comments`). Stress digits stripped (all three then have the same 39 phones)
+    and the alternatives this makes equal merged, in file order; only `words` (as spelled),
+    where given. A word without phones is an error naming the file and line."""
+    path, prons = Path(path), {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        f = line.split("#")[0].split()
+        if not f:
+            continue
+        word = spell(re.sub(r"\(\d+\)$", "", f[0]))
+        if words is not None and word not in words:
+            continue
+        if len(f) < 2:
+            raise ValueError(f"{path}:{lineno}: word '{f[0]}' has no pronunciation")
+        pron = [re.sub(r"\d", "", ph) for ph in f[1:]]
+        if pron not in prons.setdefault(word, []):
+            prons[word].append(pron)
+    return prons

@@ -31,7 +31,7 @@ from asr_kd.data import load_data_dir, write_data_dir
 from asr_kd.utils.archive import safe_extract
 from asr_kd.utils.io import clear_done, is_done, mark_done, write_lines, write_text
 from local.cli import Corpus
-from local.common import fetch, logger
+from local.common import fetch, logger, read_pronunciations
 from local.transfer import command as transfer_command
 
 FSDD_URL = ("https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/heads/"
@@ -101,17 +101,7 @@ def read_cmudict(path, words: list[str], missing_ok: bool = False) -> dict[str, 
     """Pronunciations of `words` (upper case) from cmudict.dict, stress digits stripped,
     alternatives kept in file order and deduplicated; a word cmudict lacks is an error unless
     `missing_ok` (then it is left out)."""
-    path, wanted = Path(path), {w.lower() for w in words}
-    prons: dict[str, list[list[str]]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        f = line.split("#")[0].split()  # some entries end in a '# comment'
-        if not f:
-            continue
-        word = re.sub(r"\(\d+\)$", "", f[0])
-        if word in wanted:
-            pron = [re.sub(r"\d", "", p) for p in f[1:]]
-            if pron not in prons.setdefault(word.upper(), []):
-                prons[word.upper()].append(pron)
+    prons = read_pronunciations(path, str.upper, {w.upper() for w in words})
     missing = [w for w in words if w not in prons]
     if missing and not missing_ok:
         raise ValueError(f"{path}: no pronunciation for {missing}")

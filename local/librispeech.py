@@ -76,7 +76,7 @@ from asr_kd.data import load_data_dir, write_data_dir
 from asr_kd.lang.ngram import train_kneser_ney
 from asr_kd.utils.io import atomic_path, clear_done, is_done, mark_done, write_lines, write_text
 from local.cli import Command, Corpus
-from local.common import fetch, logger, remove_if_empty, unpacked
+from local.common import fetch, logger, read_pronunciations, remove_if_empty, unpacked
 from local.transfer import command as transfer_command
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -310,24 +310,8 @@ def read_other_text(corpus_dir: Path, part: str = SHARED_PART) -> list[tuple[str
 
 
 def read_lexicon(path, words=None) -> dict[str, list[list[str]]]:
-    """A pronouncing dictionary as {word: [pron, ...]}: librispeech-lexicon.txt (`WORD PH1 PH2
-    ...`), CMUdict or cmudict-en-us.dict (`word PH1 ...`, alternatives `word(2)`, CMUdict's
-    `# comments`). Words normalised, stress digits stripped (all three then have the same 39
-    phones) and the alternatives this makes equal merged; only `words`, where given."""
-    path, prons = Path(path), {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        f = line.split("#")[0].split()
-        if not f:
-            continue
-        word = normalise(re.sub(r"\(\d+\)$", "", f[0]))
-        if words is not None and word not in words:
-            continue
-        if len(f) < 2:
-            raise ValueError(f"{path}:{lineno}: word '{f[0]}' has no pronunciation")
-        pron = [re.sub(r"\d", "", p) for p in f[1:]]
-        if pron not in prons.setdefault(word, []):
-            prons[word].append(pron)
-    return prons
+    """A pronouncing dictionary (any of read_pronunciations' formats), words normalised."""
+    return read_pronunciations(path, normalise, words)
 
 
 def _open_arpa(path: Path):
