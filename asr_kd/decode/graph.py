@@ -13,6 +13,7 @@ states reaches each group through an epsilon arc into a new state holding that g
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -117,12 +118,18 @@ def make_hclg(lang: Lang, tm: TransitionModel, cfg: GraphConfig,
     # trigram they are gigabytes each.
 
     def clg():
-        return _compose_context(ctx, steps.fst("LG", lambda: make_lg(lang)), lang)
+        CLG, windows = ctx.compose(steps.fst("LG", lambda: make_lg(lang)), lang.disambig_phones)
+        kaldifst.arcsort(CLG, sort_type="ilabel")
+        steps.keep_windows(windows)
+        return CLG
+
+    @functools.cache
+    def ha() -> tuple[str, int]:  # Ha's text and its number of disambiguation inputs
+        return decoding_ha(tm, ctx, steps.windows(), cfg.transition_scale)
 
     def haclg():
         CLG = steps.fst("CLG", clg)
-        ha_text, _ = decoding_ha(tm, ctx, steps.windows(), cfg.transition_scale)
-        Ha = compile_text(ha_text)
+        Ha = compile_text(ha()[0])
         kaldifst.arcsort(Ha, sort_type="olabel")
         HaCLG = kaldifst.compose(Ha, CLG)
         del CLG
@@ -134,8 +141,7 @@ def make_hclg(lang: Lang, tm: TransitionModel, cfg: GraphConfig,
     a = to_arrays(steps.fst("HaCLG", haclg))
     a = add_self_loops(a, tm, cfg.self_loop_scale)
     # Transition states -> pdf + 1; disambiguation symbols (and anything past them) -> epsilon.
-    _, num_dis = decoding_ha(tm, ctx, steps.windows(), cfg.transition_scale)
-    ts2pdf = np.array([0] + [pdf + 1 for _, _, pdf in tm.tuples] + [0] * num_dis)
+    ts2pdf = np.array([0] + [pdf + 1 for _, _, pdf in tm.tuples] + [0] * ha()[1])
     a.ilabel = ts2pdf[a.ilabel]
     hclg = from_arrays(a)
     del a
@@ -143,12 +149,6 @@ def make_hclg(lang: Lang, tm: TransitionModel, cfg: GraphConfig,
     kaldifst.arcsort(hclg, sort_type="ilabel")
     steps.done("HCLG", hclg)
     return hclg
-
-
-def _compose_context(ctx: ContextDependency, LG, lang: Lang):
-    CLG, windows = ctx.compose(LG, lang.disambig_phones)
-    kaldifst.arcsort(CLG, sort_type="ilabel")
-    return CLG, windows
 
 
 def inputs_stamp(lang: Lang, tm: TransitionModel, ctx: ContextDependency,
@@ -180,29 +180,32 @@ class _Steps:
                 write_text(stamp_file, stamp + "\n")
 
     def fst(self, name: str, make) -> kaldifst.StdVectorFst:
+        """The step's FST: read back from the work dir if kept there, else made (and kept)."""
         path = None if self.dir is None else self.dir / f"{name}.fst"
-        if path is not None and path.is_file() and (name != "CLG" or self._windows_file.is_file()):
+        if path is not None and path.is_file():
             fst = read_fst(path)
             self._log(name, fst, "read back from " + str(path))
             return fst
         t = time.time()
         out = make()
         own = time.time() - max(t, self._last)  # a step made inside this one is not counted
-        if name == "CLG":
-            out, self._windows = out
         if path is not None:
-            if name == "CLG":
-                write_text(self._windows_file, json.dumps(self._windows))
             write_fst(out, path)
         self._log(name, out, f"made in {own:.0f} s")
         return out
+
+    def keep_windows(self, windows: list[tuple[int, ...]]) -> None:
+        """C∘LG's context windows, kept (before CLG.fst is written) for a rerun's Ha."""
+        self._windows = windows
+        if self.dir is not None:
+            write_text(self._windows_file, json.dumps(windows))
 
     @property
     def _windows_file(self) -> Path:
         return self.dir / "windows.json"
 
     def windows(self) -> list[tuple[int, ...]]:
-        """C∘LG's input labels' context windows (made with CLG, or kept beside it)."""
+        """C∘LG's windows, as keep_windows got them in this run or kept them in an earlier one."""
         if self._windows is None:
             self._windows = [tuple(w) for w in json.loads(self._windows_file.read_text())]
         return self._windows

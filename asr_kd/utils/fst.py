@@ -79,8 +79,7 @@ def write_fst_arrays(a: FstArrays, path) -> None:
     body = np.zeros(3 * a.num_states + 4 * a.num_arcs, dtype=np.int32)
     body[first_word] = a.final.astype(np.float32).view(np.int32)
     body[first_word + 1] = narcs.astype(np.int32)
-    rank = np.arange(a.num_arcs) - np.repeat(np.cumsum(narcs) - narcs, narcs)
-    at = np.repeat(first_word + 3, narcs) + 4 * rank
+    at = np.repeat(first_word + 3, narcs) + 4 * _rank_in_state(narcs)
     body[at] = a.ilabel[order]
     body[at + 1] = a.olabel[order]
     body[at + 2] = a.weight[order].astype(np.float32).view(np.int32)
@@ -114,6 +113,11 @@ _EXPANDED, _MUTABLE = 0x1, 0x2
 _HAS_ISYMBOLS, _HAS_OSYMBOLS, _IS_ALIGNED = 0x1, 0x2, 0x4
 _SYMBOL_TABLE_MAGIC = 2125658996
 _ALIGNMENT = 16
+
+
+def _rank_in_state(narcs: np.ndarray) -> np.ndarray:
+    """For arcs grouped by state (narcs[s] of them for state s), each arc's index in its group."""
+    return np.arange(int(narcs.sum())) - np.repeat(np.cumsum(narcs) - narcs, narcs)
 
 
 def _string(s: str) -> bytes:
@@ -155,9 +159,10 @@ def _read_header(buf: bytes) -> dict:
                 num_states=num_states, num_arcs=num_arcs, body=pos)
 
 
-def _vector_layout(buf, h: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _vector_layout(buf, h: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """A VectorFst body's records, as int32-word offsets from the body's start: each state's
-    first word (its final weight), its arc count, and each arc's first word (its ilabel)."""
+    first word (its final weight), its arc count, each arc's first word (its ilabel), and the
+    body's length in words."""
     words = memoryview(buf)[h["body"]:]
     words = words[:len(words) - len(words) % 4].cast("i")
     n = h["num_states"]
@@ -176,15 +181,13 @@ def _vector_layout(buf, h: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pos += 3 + 4 * k
     if pos > end:
         raise ValueError(f"the file ends inside the arcs of state {n - 1}")
-    rank = np.arange(int(narcs.sum())) - np.repeat(np.cumsum(narcs) - narcs, narcs)
-    return first, narcs, np.repeat(first + 3, narcs) + 4 * rank
+    return first, narcs, np.repeat(first + 3, narcs) + 4 * _rank_in_state(narcs), pos
 
 
 def _vector_body(buf: bytes, h: dict) -> FstArrays:
-    first, narcs, at = _vector_layout(buf, h)
+    first, narcs, at, words = _vector_layout(buf, h)
     n = h["num_states"]
-    body = np.frombuffer(buf, dtype="<i4", offset=h["body"],
-                         count=int(first[-1] + 3 + 4 * narcs[-1]) if n else 0)
+    body = np.frombuffer(buf, dtype="<i4", offset=h["body"], count=words)
     return FstArrays(
         num_states=n, start=h["start"], src=np.repeat(np.arange(n, dtype=np.int64), narcs),
         dst=body[at + 3].astype(np.int64), ilabel=body[at].astype(np.int64),
@@ -201,9 +204,8 @@ def add_output_arc_cost(fst: kaldifst.StdVectorFst, cost: float) -> kaldifst.Std
         fst.write(path)
         buf = bytearray(Path(path).read_bytes())
         h = _read_header(buf)
-        _, _, at = _vector_layout(buf, h)
-        end = int(at[-1] + 4) if len(at) else 0
-        body = np.frombuffer(buf, dtype="<i4", offset=h["body"], count=end)
+        _, _, at, words = _vector_layout(buf, h)
+        body = np.frombuffer(buf, dtype="<i4", offset=h["body"], count=words)
         weights = body.view("<f4")  # the same memory: writes go into buf
         words_out = at[body[at + 1] != 0] + 2
         weights[words_out] = weights[words_out] + np.float32(cost)
@@ -228,8 +230,7 @@ def _const_body(buf: bytes, h: dict) -> FstArrays:
     pos = align(pos + n * state_t.itemsize)
     arcs = np.frombuffer(buf, dtype=arc_t, count=m, offset=pos)
     narcs = states["narcs"].astype(np.int64)
-    idx = np.repeat(states["pos"].astype(np.int64), narcs) + \
-        np.arange(m) - np.repeat(np.cumsum(narcs) - narcs, narcs)
+    idx = np.repeat(states["pos"].astype(np.int64), narcs) + _rank_in_state(narcs)
     arcs = arcs[idx]
     return FstArrays(
         num_states=n, start=h["start"], src=np.repeat(np.arange(n, dtype=np.int64), narcs),
